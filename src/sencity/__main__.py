@@ -1,0 +1,3 @@
+from sencity.cli import main
+
+main()

@@ -1,0 +1,88 @@
+"""The PostgreSQL (and PostGIS) backend, over a psycopg 3 connection pool."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from sencity.errors import StoreUnavailable
+from sencity.store.base import Row, Store, Tx
+from sencity.store.factory import redact_url
+
+try:
+    import psycopg
+    from psycopg.rows import dict_row
+    from psycopg_pool import ConnectionPool, PoolTimeout
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise StoreUnavailable(
+        "the PostgreSQL store needs the 'postgres' extra: pip install 'sencity[postgres]'"
+    ) from exc
+
+
+def to_pg(sql: str) -> str:
+    """Rewrite ``?`` placeholders for psycopg (``%`` is escaped first)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class _PgTx(Tx):
+    def __init__(self, conn: psycopg.Connection[Row]) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        if params:
+            cur = self.conn.execute(to_pg(sql), tuple(params))
+        else:
+            cur = self.conn.execute(sql.encode())
+        if cur.description is None:
+            return []
+        return list(cur.fetchall())
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self.conn.cursor() as cur:
+            cur.executemany(to_pg(sql), rows)
+
+
+class PostgresStore(Store):
+    dialect = "postgresql"
+
+    def __init__(self, url: str, *, pool_size: int = 10, connect_timeout: float = 5.0) -> None:
+        super().__init__(url)
+        self.pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"row_factory": dict_row, "connect_timeout": max(1, int(connect_timeout))},
+            timeout=connect_timeout,
+            open=False,
+            name="sencity",
+        )
+        try:
+            self.pool.open(wait=True, timeout=connect_timeout)
+        except PoolTimeout as exc:
+            self.pool.close()
+            raise StoreUnavailable(
+                f"PostgreSQL store {redact_url(url)} is unreachable "
+                f"(no connection within {connect_timeout:g} s)"
+            ) from exc
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        try:
+            cm = self.pool.connection()
+            conn = cm.__enter__()
+        except PoolTimeout as exc:
+            raise StoreUnavailable(f"PostgreSQL store {redact_url(self.url)}: {exc}") from exc
+        try:
+            with conn.transaction():
+                yield _PgTx(conn)
+        except BaseException as exc:
+            cm.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        cm.__exit__(None, None, None)
+
+    def _is_unique_violation(self, exc: BaseException) -> bool:
+        return isinstance(exc, psycopg.errors.UniqueViolation)
+
+    def close(self) -> None:
+        self.pool.close()
