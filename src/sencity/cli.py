@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -179,22 +180,26 @@ def _run(ctx: _Ctx, overrides: dict[str, Any], demo: bool) -> None:
         sys.stdout.flush()
 
     if settings.server.workers > 1:
-        platform.close()
-        sock.close()
-        click.echo(f"SenCity {__version__}: {settings.server.workers} workers on {base}")
+        from uvicorn.supervisors import Multiprocess
+
+        platform.close()  # each worker builds its own platform from the same settings
         os.environ[OVERRIDES_ENV] = json.dumps(overrides)
         if ctx.config:
             os.environ["SENCITY_CONFIG"] = ctx.config
-        uvicorn.run(
+        config = uvicorn.Config(
             "sencity.web.asgi:app_from_env",
             factory=True,
-            host=settings.server.host,
-            port=port,
             workers=settings.server.workers,
             log_config=None,
             access_log=False,
             lifespan="on",
         )
+        ready()  # the socket is listening: connections wait for the first worker
+        click.echo(f"({settings.server.workers} worker processes)")
+        if "target" in inspect.signature(Multiprocess).parameters:  # uvicorn before 0.50
+            Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run()
+        else:
+            Multiprocess(config, sockets=[sock]).run()
         return
     app = create_app(platform, on_ready=ready)
     server = uvicorn.Server(

@@ -202,8 +202,11 @@ class PostgresBus(EventBus):
                     await conn.execute(f"LISTEN {self.channel}")
                     self._ready.set()
                     backoff = 0.5
-                    async for note in conn.notifies():
-                        await self._received(conn, note.payload)
+                    async with await psycopg.AsyncConnection.connect(
+                        self.url, autocommit=True
+                    ) as fetch:  # the listening connection is busy inside notifies()
+                        async for note in conn.notifies():
+                            await self._received(fetch, note.payload)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -48,6 +48,14 @@ class PostgresStore(Store):
 
     def __init__(self, url: str, *, pool_size: int = 10, connect_timeout: float = 5.0) -> None:
         super().__init__(url)
+        try:  # one direct attempt first: its error says why (refused, no such database…)
+            psycopg.connect(url, connect_timeout=max(1, int(connect_timeout))).close()
+        except psycopg.OperationalError as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "no answer"
+            reason = (reason.split(": ")[-1] if "failed:" in reason else reason).strip()
+            raise StoreUnavailable(
+                f"PostgreSQL store {redact_url(url)} is unreachable: {reason}"
+            ) from exc
         self.pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
             url,
             min_size=1,
