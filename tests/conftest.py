@@ -7,6 +7,7 @@ subprocess on a free port and waits for its "listening on" line.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -52,10 +53,8 @@ def pg_url() -> Iterator[str]:
     admin.execute(f'CREATE DATABASE "{name}"')
     url = re.sub(r"/[^/?]*(\?.*)?$", f"/{name}", PG_ADMIN_URL)
     with psycopg.connect(url, autocommit=True) as conn:
-        try:
+        with contextlib.suppress(psycopg.Error):  # the foundation does not need PostGIS yet
             conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
-        except psycopg.Error:
-            pass  # the foundation does not need PostGIS yet
     try:
         yield url
     finally:

@@ -197,7 +197,7 @@ def _run(ctx: _Ctx, overrides: dict[str, Any], demo: bool) -> None:
         ready()  # the socket is listening: connections wait for the first worker
         click.echo(f"({settings.server.workers} worker processes)")
         if "target" in inspect.signature(Multiprocess).parameters:  # uvicorn before 0.50
-            Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run()
+            Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run()  # type: ignore[call-arg]
         else:
             Multiprocess(config, sockets=[sock]).run()
         return
