@@ -7,7 +7,6 @@ subprocess on a free port and waits for its "listening on" line.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import queue
 import re
@@ -52,9 +51,12 @@ def pg_url() -> Iterator[str]:
         pytest.fail(f"PostgreSQL is needed for the store tests ({PG_ADMIN_URL}): {exc}")
     admin.execute(f'CREATE DATABASE "{name}"')
     url = re.sub(r"/[^/?]*(\?.*)?$", f"/{name}", PG_ADMIN_URL)
-    with psycopg.connect(url, autocommit=True) as conn:
-        with contextlib.suppress(psycopg.Error):  # the foundation does not need PostGIS yet
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+    except psycopg.Error as exc:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        pytest.fail(f"PostGIS is needed (apt-get install postgresql-15-postgis-3): {exc}")
     try:
         yield url
     finally:
