@@ -98,6 +98,22 @@ class Server:
     output: list[str] = field(default_factory=list)
     store_url: str = ""
     reader: threading.Thread | None = None
+    lines: queue.Queue[str | None] | None = None
+
+    def wait_for(self, pattern: str, timeout: float = 20) -> re.Match[str]:
+        """The next output line matching ``pattern`` (waits for the process to print it)."""
+        assert self.lines is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no line matching {pattern!r}:\n" + "".join(self.output))
+            if line is None:
+                raise AssertionError("server exited:\n" + "".join(self.output))
+            m = re.search(pattern, line)
+            if m:
+                return m
 
     def client(self, token: str | None = None, **kw: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -141,7 +157,7 @@ def start_server(
             raise AssertionError("server exited:\n" + "".join(output))
         m = re.search(r"listening on (http://\S+)", line)
         if m:
-            return Server(m.group(1), proc, output, reader=reader)
+            return Server(m.group(1), proc, output, reader=reader, lines=lines)
 
 
 def stop_server(server: Server) -> None:

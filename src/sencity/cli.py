@@ -50,6 +50,18 @@ class _Ctx:
             _fail(exc.detail)
 
 
+def _table(headers: list[str], rows: list[list[str]]) -> None:
+    """A table on a terminal; tab-separated lines when piped (for scripts)."""
+    if out.is_terminal:
+        table = Table(*headers)
+        for row in rows:
+            table.add_row(*row)
+        out.print(table)
+    else:
+        for row in [headers, *rows]:
+            click.echo("\t".join(row))
+
+
 def _fail(message: str, code: int = 1) -> NoReturn:
     for line in message.splitlines():
         click.echo(f"error: {line}", err=True)
@@ -313,10 +325,11 @@ def tenants_add(ctx: _Ctx, name: str, display_name: str, timezone: str, locale: 
 @pass_ctx
 def tenants_list(ctx: _Ctx) -> None:
     """List tenants."""
-    table = Table("name", "display name", "time zone", "locale")
-    for t in ctx.store().list_tenants():
-        table.add_row(t["name"], t["display_name"], t["timezone"], t["locale"])
-    out.print(table)
+    rows = [
+        [t["name"], t["display_name"], t["timezone"], t["locale"]]
+        for t in ctx.store().list_tenants()
+    ]
+    _table(["name", "display name", "time zone", "locale"], rows)
 
 
 # -- users -------------------------------------------------------------------------------
@@ -399,11 +412,16 @@ def users_add(
 @pass_ctx
 def users_list(ctx: _Ctx) -> None:
     """List users, their kind and roles."""
-    table = Table("username", "kind", "roles", "disabled")
-    for u in ctx.store().list_users():
-        roles = ", ".join(f"{r}@{t}" for t, r in u["roles"].items())
-        table.add_row(u["username"], u["kind"], roles, "yes" if u["disabled"] else "")
-    out.print(table)
+    rows = [
+        [
+            u["username"],
+            u["kind"],
+            ", ".join(f"{r}@{t}" for t, r in u["roles"].items()),
+            "yes" if u["disabled"] else "",
+        ]
+        for u in ctx.store().list_users()
+    ]
+    _table(["username", "kind", "roles", "disabled"], rows)
 
 
 @users.command("set-role")
@@ -486,9 +504,8 @@ def tokens_create(ctx: _Ctx, username: str, name: str, expires_days: float | Non
 @pass_ctx
 def tokens_list(ctx: _Ctx, username: str | None) -> None:
     """List tokens (never their secrets)."""
-    table = Table("id", "user", "kind", "name", "created", "expires", "revoked", "last used")
-    for t in ctx.store().list_tokens(username):
-        table.add_row(
+    rows = [
+        [
             t["id"],
             t["username"],
             t["kind"],
@@ -496,9 +513,10 @@ def tokens_list(ctx: _Ctx, username: str | None) -> None:
             t["created_at"][:19],
             (t["expires_at"] or "")[:19],
             (t["revoked_at"] or "")[:19],
-            (t["last_used_at"] or "")[:19],
-        )
-    out.print(table)
+        ]
+        for t in ctx.store().list_tokens(username)
+    ]
+    _table(["id", "user", "kind", "name", "created", "expires", "revoked"], rows)
 
 
 @tokens.command("revoke")
