@@ -108,7 +108,9 @@ class Server:
             try:
                 line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
             except queue.Empty:
-                raise AssertionError(f"no line matching {pattern!r}:\n" + "".join(self.output))
+                raise AssertionError(
+                    f"no line matching {pattern!r}:\n" + "".join(self.output)
+                ) from None
             if line is None:
                 raise AssertionError("server exited:\n" + "".join(self.output))
             m = re.search(pattern, line)
