@@ -15,8 +15,14 @@ from tests.conftest import Server, add_user
 
 pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +78,7 @@ def test_login_with_keyboard_switch_language_and_logout(
 
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
-def test_one_time_link_in_browser(page: Page, serve: Callable[..., Server],
-                                  store_url: str) -> None:
+def test_one_time_link_in_browser(page: Page, serve: Callable[..., Server], store_url: str) -> None:
     server = serve(store_url, command="demo")
     link = server.wait_for(r"(http://\S+/login\?token=\S+)").group(1)
     page.goto(link)

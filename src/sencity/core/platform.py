@@ -34,13 +34,18 @@ BUILTIN_PLUGINS = (
 )
 
 
-def plugin_manager(disabled: Iterable[str] = ()) -> pluggy.PluginManager:
+def plugin_manager(
+    disabled: Iterable[str] = (), extra: Iterable[object] = ()
+) -> pluggy.PluginManager:
+    """Built-in plugins, then ``extra`` ones, then entry points of the ``sencity`` group."""
     pm = pluggy.PluginManager("sencity")
     pm.add_hookspecs(hooks)
     skip = set(disabled)
     for name in BUILTIN_PLUGINS:
         if name not in skip:
             pm.register(importlib.import_module(name), name=name)
+    for plugin in extra:
+        pm.register(plugin)
     for plugin_name in skip:
         pm.set_blocked(plugin_name)
     pm.load_setuptools_entrypoints("sencity")
@@ -48,9 +53,11 @@ def plugin_manager(disabled: Iterable[str] = ()) -> pluggy.PluginManager:
 
 
 class Platform:
-    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+    def __init__(
+        self, settings: Settings, store: Store | None = None, plugins: Iterable[object] = ()
+    ) -> None:
         self.settings = settings
-        self.pm = plugin_manager(settings.plugins.disabled)
+        self.pm = plugin_manager(settings.plugins.disabled, plugins)
         self.store = store or open_store(
             settings.store_url,
             pool_size=settings.store.pool_size,
