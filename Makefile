@@ -24,6 +24,7 @@ test: $(STAMP) lint typecheck
 
 ## bench: run the benchmarks (figures go to docs/BENCHMARKS.md by hand)
 bench: $(STAMP)
+	@command -v wrk >/dev/null || (apt-get install -y -qq wrk >/dev/null 2>&1 || echo "install wrk for the HTTP benchmark")
 	$(PY) -m bench
 
 lint: $(STAMP)

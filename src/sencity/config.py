@@ -38,6 +38,13 @@ class ServerSettings(_Section):
     workers: int = Field(
         1, ge=1, le=64, description="API worker processes (more than 1 needs PostgreSQL)."
     )
+    handler_threads: int = Field(
+        -1,
+        ge=-1,
+        le=256,
+        description="Threads for request handlers: -1 auto (SQLite 0, PostgreSQL 8); "
+        "0 runs them on the event loop.",
+    )
     max_body_bytes: int = Field(
         10_000_000, ge=1024, description="Largest request body accepted (413 above)."
     )

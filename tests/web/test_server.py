@@ -234,7 +234,7 @@ def test_several_workers_on_postgresql(serve: Serve, pg_url: str) -> None:
     from tests.conftest import _pg_schema_url
 
     server = serve(_pg_schema_url(pg_url), "[server]\nworkers = 2\n")
-    assert any("2 worker processes" in line for line in server.output)
+    server.wait_for(r"\(2 worker processes\)")
     with server.client() as c:
         r = c.get("/health")
         assert r.status_code == 200 and r.json()["bus"] == "postgresql"

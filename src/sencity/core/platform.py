@@ -77,6 +77,14 @@ class Platform:
         self.pm.hook.sencity_startup(platform=self)
 
     @property
+    def handler_threads(self) -> int:
+        """Threads for plain handlers; 0 runs them on the event loop."""
+        n = self.settings.server.handler_threads
+        if n >= 0:
+            return n
+        return 0 if self.store.dialect == "sqlite" else 8
+
+    @property
     def plugin_names(self) -> list[str]:
         return sorted(name for name, _ in self.pm.list_name_plugin())
 

@@ -105,8 +105,11 @@ class Store(abc.ABC):
 
     # -- connection layer (backend-specific) -------------------------------------------
     @abc.abstractmethod
-    def transaction(self) -> contextlib.AbstractContextManager[Tx]:
-        """A read-write transaction; commits on success, rolls back on error."""
+    def transaction(self, write: bool = True) -> contextlib.AbstractContextManager[Tx]:
+        """A transaction; commits on success, rolls back on error.
+
+        ``write=False`` promises only reads, which lets SQLite readers run side by side.
+        """
 
     @abc.abstractmethod
     def close(self) -> None: ...
@@ -155,7 +158,7 @@ class Store(abc.ABC):
         return applied
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        with self.transaction() as tx:
+        with self.transaction(write=False) as tx:
             return tx.execute(sql, params)
 
     @contextlib.contextmanager

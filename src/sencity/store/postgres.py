@@ -75,7 +75,7 @@ class PostgresStore(Store):
             ) from exc
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Tx]:
+    def transaction(self, write: bool = True) -> Iterator[Tx]:
         try:
             cm = self.pool.connection()
             conn = cm.__enter__()

@@ -9,7 +9,6 @@ into ``application/problem+json``.  Handlers never see a Starlette object.
 from __future__ import annotations
 
 import contextlib
-import functools
 import inspect
 import json
 import logging
@@ -17,7 +16,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import anyio
 from starlette.applications import Starlette
@@ -138,6 +137,7 @@ def resolve(
 
 def _endpoint(platform: Platform, route: Route) -> Callable[[StarletteRequest], Awaitable[Any]]:
     is_async = inspect.iscoroutinefunction(route.handler)
+    threads = platform.handler_threads
     limit = platform.settings.server.max_body_bytes
     default_tenant = platform.settings.tenants.default
 
@@ -166,28 +166,34 @@ def _endpoint(platform: Platform, route: Route) -> Callable[[StarletteRequest], 
                     chunks.append(chunk)
                 body = b"".join(chunks)
             cookies = dict(sreq.cookies)
-            principal, role = await anyio.to_thread.run_sync(
-                resolve, platform.auth, route, tenant, headers, cookies
-            )
-            req = Request(
-                method=sreq.method,
-                path=sreq.url.path,
-                path_params=dict(sreq.path_params),
-                query=list(sreq.query_params.multi_items()),
-                headers=headers,
-                body=body,
-                platform=platform,
-                principal=principal,
-                tenant=tenant,
-                role=role,
-                request_id=rid,
-                client=sreq.client.host if sreq.client else "",
-                cookies=cookies,
-            )
-            if is_async:
-                result = await route.handler(req)  # type: ignore[misc]
+
+            def call() -> Any:
+                principal, role = resolve(platform.auth, route, tenant, headers, cookies)
+                req = Request(
+                    method=sreq.method,
+                    path=sreq.url.path,
+                    path_params=dict(sreq.path_params),
+                    query=list(sreq.query_params.multi_items()),
+                    headers=headers,
+                    body=body,
+                    platform=platform,
+                    principal=principal,
+                    tenant=tenant,
+                    role=role,
+                    request_id=rid,
+                    client=sreq.client.host if sreq.client else "",
+                    cookies=cookies,
+                )
+                return req if is_async else route.handler(req)
+
+            # authentication (store look-ups) and a plain handler run together: on the
+            # event loop (SQLite: short queries, no thread hop) or in one worker thread
+            if threads > 0:
+                result = await anyio.to_thread.run_sync(call)
             else:
-                result = await anyio.to_thread.run_sync(functools.partial(route.handler, req))
+                result = call()
+            if is_async:
+                result = await cast(Awaitable[Any], route.handler(result))
             return _to_starlette(result)
         except SenCityError as exc:
             if exc.status in (401, 403):
@@ -270,6 +276,9 @@ def create_app(platform: Platform, on_ready: Callable[[], None] | None = None) -
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if platform.handler_threads > 0:
+            limiter = anyio.to_thread.current_default_thread_limiter()
+            limiter.total_tokens = platform.handler_threads
         await platform.start()
         if on_ready is not None:
             on_ready()
