@@ -62,20 +62,29 @@ def run(store_url: str | None = None) -> list[tuple[str, float, float]]:
     settings = load_settings(None, {"store": {"url": url}}, environ={})
     store = prepare_store(settings)
     store.create_tenant("danang", "Thành phố Đà Nẵng")
-    store.create_user("bench", password_hash=hash_password("x" * 12),
-                      roles={"danang": "viewer"})
+    store.create_user("bench", password_hash=hash_password("x" * 12), roles={"danang": "viewer"})
     token, _ = AuthService(store, settings).issue_token("bench")
     store.close()
     results = []
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENCITY_")}
     hello_port = _free_port()
     hello = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "bench.hello:app", "--port", str(hello_port),
-         "--no-access-log", "--log-level", "warning"], env=env)
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.hello:app",
+            "--port",
+            str(hello_port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+    )
     try:
         _wait(hello_port, hello)
-        results.append(("bare Starlette (ceiling)",
-                        *wrk(f"http://127.0.0.1:{hello_port}/hello")))
+        results.append(("bare Starlette (ceiling)", *wrk(f"http://127.0.0.1:{hello_port}/hello")))
     finally:
         hello.terminate()
         hello.wait()
@@ -83,13 +92,21 @@ def run(store_url: str | None = None) -> list[tuple[str, float, float]]:
     log = open(tmp / "server.log", "wb")  # noqa: SIM115
     server = subprocess.Popen(
         [sys.executable, "-m", "sencity", "serve", "--store", url, "--port", str(port)],
-        env=env, stdout=log, stderr=log, cwd=tmp)
+        env=env,
+        stdout=log,
+        stderr=log,
+        cwd=tmp,
+    )
     try:
         _wait(port, server)
         base = f"http://127.0.0.1:{port}"
         results.append(("GET /health (public, pings store)", *wrk(f"{base}/health")))
-        results.append(("GET /api/v1/tenant (bearer token)",
-                        *wrk(f"{base}/api/v1/tenant", {"Authorization": f"Bearer {token}"})))
+        results.append(
+            (
+                "GET /api/v1/tenant (bearer token)",
+                *wrk(f"{base}/api/v1/tenant", {"Authorization": f"Bearer {token}"}),
+            )
+        )
     finally:
         server.terminate()
         server.wait()
