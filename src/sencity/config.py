@@ -118,6 +118,25 @@ class MetricsSettings(_Section):
     )
 
 
+class HubSettings(_Section):
+    default_limit: int = Field(
+        20, ge=1, le=10_000, description="Entities per page when a query gives no limit."
+    )
+    max_limit: int = Field(
+        1000, ge=1, le=100_000, description="Largest limit a query may ask (403 above)."
+    )
+    context_preload: dict[str, str] = Field(
+        default_factory=dict,
+        description="@context URL -> local file, so user contexts resolve offline.",
+    )
+    context_fetch: bool = Field(
+        True, description="Fetch @context URLs that are not preloaded (once, then cached)."
+    )
+    context_timeout: float = Field(
+        5.0, gt=0, le=60, description="Seconds allowed to fetch one @context URL."
+    )
+
+
 class PluginSettings(_Section):
     disabled: list[str] = Field(default_factory=list, description="Names of plugins not to load.")
 
@@ -135,6 +154,7 @@ class Settings(_Section):
     tenants: TenantSettings = Field(default_factory=TenantSettings)
     bus: BusSettings = Field(default_factory=BusSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    hub: HubSettings = Field(default_factory=HubSettings)
     plugins: PluginSettings = Field(default_factory=PluginSettings)
 
     @property
@@ -207,7 +227,11 @@ def _env_values(environ: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]
     problems = []
     for name in sorted(environ):
         upper = name.upper()
-        if not upper.startswith(ENV_PREFIX) or upper == ENV_CONFIG_FILE:
+        if (
+            not upper.startswith(ENV_PREFIX)
+            or upper == ENV_CONFIG_FILE
+            or upper.startswith(ENV_PREFIX + "TEST_")
+        ):
             continue
         key = upper[len(ENV_PREFIX) :].lower().replace("__", ".")
         if key not in known:
@@ -220,7 +244,13 @@ def _env_values(environ: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]
         raw = environ[name]
         value: Any = raw
         field = _field_for(key)
-        if field is not None and "list" in str(field.annotation):
+        if field is not None and str(field.annotation).startswith("dict"):
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                problems.append(f"environment variable {name}: not a valid JSON object")
+                continue
+        elif field is not None and "list" in str(field.annotation):
             try:
                 value = (
                     json.loads(raw)

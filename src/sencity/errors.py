@@ -117,3 +117,27 @@ class StoreUnavailable(SenCityError):
 
 class ConfigError(Exception):
     """Invalid configuration; the message is one line per problem, naming the key."""
+
+
+class NotAcceptable(SenCityError):
+    status = 406
+    type = "urn:sencity:problems:not-acceptable"
+    title = "Not acceptable"
+
+
+class TooManyResults(SenCityError):
+    status = 403
+    type = NGSI_LD_ERRORS + "TooManyResults"
+    title = "Too many results"
+
+
+class OperationNotSupported(SenCityError):
+    status = 422
+    type = NGSI_LD_ERRORS + "OperationNotSupported"
+    title = "Operation not supported"
+
+
+class LdContextNotAvailable(SenCityError):
+    status = 503
+    type = NGSI_LD_ERRORS + "LdContextNotAvailable"
+    title = "LD context not available"

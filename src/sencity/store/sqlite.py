@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ class SQLiteStore(Store):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._hooks: list[Callable[[sqlite3.Connection], None]] = []
         self._conn()  # fail now, not at the first request
 
     def _conn(self) -> sqlite3.Connection:
@@ -56,10 +57,19 @@ class SQLiteStore(Store):
                 conn.execute("PRAGMA busy_timeout=30000")
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from exc
-            self._local.conn = conn
             with self._lock:
+                for hook in self._hooks:
+                    hook(conn)
                 self._all.append(conn)
+            self._local.conn = conn
         return conn
+
+    def add_connection_hook(self, hook: Callable[[sqlite3.Connection], None]) -> None:
+        """Run ``hook`` on every connection, open or future (e.g. to register SQL functions)."""
+        with self._lock:
+            self._hooks.append(hook)
+            for conn in self._all:
+                hook(conn)
 
     @contextlib.contextmanager
     def transaction(self, write: bool = True) -> Iterator[Tx]:
