@@ -12,6 +12,7 @@ $(PY):
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev,postgres]'
+	$(PY) -m pip install --quiet --no-deps 'ngsildclient==0.5.2'
 	touch $(STAMP)
 
 ## run: install what is needed and start the demo city on http://127.0.0.1:8080

@@ -30,6 +30,7 @@ BUILTIN_PLUGINS = (
     "sencity.ops.plugin",
     "sencity.auth.plugin",
     "sencity.core.tenants",
+    "sencity.hub.plugin",
     "sencity.web.plugin",
 )
 

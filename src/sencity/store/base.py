@@ -209,7 +209,7 @@ class Store(abc.ABC):
             raise ValueError(f"cannot update tenant fields {sorted(bad)}")
         with self.transaction() as tx:
             for key, value in fields.items():
-                tx.execute(f"UPDATE tenants SET {key} = ? WHERE name = ?", (value, name))  # noqa: S608
+                tx.execute(f"UPDATE tenants SET {key} = ? WHERE name = ?", (value, name))
         return self.get_tenant(name)
 
     # -- users -------------------------------------------------------------------------

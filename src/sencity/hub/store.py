@@ -1,0 +1,403 @@
+"""The hub's storage: entities of every tenant on the shared :class:`~sencity.store.Store`.
+
+Every write goes through :meth:`HubStore.modify`: the current rows of the entities
+concerned are read (locked on PostgreSQL; SQLite writes are serialised), a plan
+function computes each new state in Python, and all changes are written in the same
+transaction.  A plan that raises leaves its entity untouched, so batches can report
+per-entity errors while never writing part of one entity.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from sencity.core.bus import Event, EventBus
+from sencity.errors import SenCityError
+from sencity.hub import geo
+from sencity.hub.model import Entity
+from sencity.store.base import Store, Tx, utcnow
+
+LOCATION_IRI = "https://uri.etsi.org/ngsi-ld/location"
+CHUNK = 500
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _regexp(pattern: str, value: Any) -> int:
+    if value is None:
+        return 0
+    return 1 if _compiled(pattern).search(str(value)) else 0
+
+
+@lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def sqlite_functions(conn: sqlite3.Connection) -> None:
+    conn.create_function("regexp", 2, _regexp, deterministic=True)
+    geo.register_sqlite_functions(conn)
+
+
+@dataclass
+class Query:
+    """What to select; SQL fragments come from the q and geo compilers."""
+
+    types: list[list[str]] | None = None  # OR of ANDs of expanded types
+    ids: list[str] | None = None
+    id_pattern: str | None = None
+    where: list[tuple[str, list[Any]]] = field(default_factory=list)  # extra SQL conditions
+    attrs_any: list[str] | None = None  # entity must have at least one of these
+    scopes: list[str] | None = None
+    limit: int = 20
+    offset: int = 0
+    count: bool = False
+
+
+@dataclass
+class Change:
+    kind: str  # created | updated | deleted
+    before: Entity | None
+    after: Entity | None
+
+
+class HubStore:
+    def __init__(self, store: Store, bus: EventBus | None = None) -> None:
+        self.store = store
+        self.bus = bus
+        self.pg = store.dialect == "postgresql"
+        hook = getattr(store, "add_connection_hook", None)
+        if hook is not None:
+            hook(sqlite_functions)
+        self._j = "CAST(? AS jsonb)" if self.pg else "?"
+
+    # -- rows ----------------------------------------------------------------------------
+    def _entity(self, row: dict[str, Any]) -> Entity:
+        loads = json.loads
+        types, attrs, scopes = row["types"], row["attrs"], row["scopes"]
+        if not self.pg:
+            types, attrs = loads(types), loads(attrs)
+            scopes = loads(scopes) if scopes else None
+        return Entity(row["id"], types, attrs, scopes, row["created_at"], row["modified_at"])
+
+    def _select(self, tx: Tx, tenant: str, ids: Sequence[str], lock: bool) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for i in range(0, len(ids), CHUNK):
+            chunk = list(ids[i : i + CHUNK])
+            marks = ",".join("?" * len(chunk))
+            sql = (
+                "SELECT rid, id, types, attrs, scopes, created_at, modified_at FROM hub_entities "
+                f"WHERE tenant = ? AND id IN ({marks})"
+            )
+            if lock and self.pg:
+                sql += " FOR UPDATE"
+            for row in tx.execute(sql, [tenant, *chunk]):
+                found[row["id"]] = row
+        return found
+
+    def exists(self, tenant: str, ids: Sequence[str]) -> set[str]:
+        with self.store.transaction(write=False) as tx:
+            return set(self._select(tx, tenant, ids, lock=False))
+
+    def get(self, tenant: str, eid: str) -> Entity | None:
+        with self.store.transaction(write=False) as tx:
+            row = self._select(tx, tenant, [eid], lock=False).get(eid)
+        return self._entity(row) if row else None
+
+    # -- writes --------------------------------------------------------------------------
+    def modify(
+        self,
+        tenant: str,
+        ids: Sequence[str],
+        plan: Callable[[str, Entity | None], Entity | None],
+    ) -> tuple[dict[str, Change], dict[str, SenCityError]]:
+        """Apply ``plan(id, current) -> new | None (delete)`` to each id in one transaction.
+
+        Returns the changes made and the per-id errors (plans that raised).
+        """
+        changes: dict[str, Change] = {}
+        errors: dict[str, SenCityError] = {}
+        now = utcnow()
+        with self.store.transaction() as tx:
+            rows = self._select(tx, tenant, list(dict.fromkeys(ids)), lock=True)
+            current = {eid: self._entity(r) for eid, r in rows.items()}
+            final: dict[str, Entity | None] = {}
+            for eid in ids:
+                before = final[eid] if eid in final else current.get(eid)
+                try:
+                    after = plan(eid, before)
+                except SenCityError as exc:
+                    errors[eid] = exc
+                    continue
+                if after is not None:
+                    orig = current.get(eid)
+                    after.created_at = orig.created_at if orig else now
+                    after.modified_at = now
+                    _stamp(after, before, now)
+                final[eid] = after
+            inserts: list[Entity] = []
+            updates: list[tuple[int, Entity, Entity]] = []
+            deletes: list[int] = []
+            for eid, after in final.items():
+                orig = current.get(eid)
+                if orig is None and after is None:
+                    continue
+                if orig is None:
+                    assert after is not None
+                    inserts.append(after)
+                    changes[eid] = Change("created", None, after)
+                elif after is None:
+                    deletes.append(rows[eid]["rid"])
+                    changes[eid] = Change("deleted", orig, None)
+                else:
+                    updates.append((rows[eid]["rid"], orig, after))
+                    changes[eid] = Change("updated", orig, after)
+            self._write(tx, tenant, inserts, updates, deletes)
+        self._publish(tenant, changes)
+        return changes, errors
+
+    def _write(
+        self,
+        tx: Tx,
+        tenant: str,
+        inserts: list[Entity],
+        updates: list[tuple[int, Entity, Entity]],
+        deletes: list[int],
+    ) -> None:
+        j = self._j
+        if deletes:
+            for i in range(0, len(deletes), CHUNK):
+                chunk = deletes[i : i + CHUNK]
+                marks = ",".join("?" * len(chunk))
+                if not self.pg:
+                    tx.execute(f"DELETE FROM hub_location WHERE rid IN ({marks})", chunk)
+                tx.execute(f"DELETE FROM hub_entity_types WHERE rid IN ({marks})", chunk)
+                tx.execute(f"DELETE FROM hub_entities WHERE rid IN ({marks})", chunk)
+        if inserts:
+            loc = ", location" if self.pg else ""
+            loc_v = ", ST_SetSRID(ST_GeomFromGeoJSON(?), 4326)" if self.pg else ""
+            rows = []
+            for e in inserts:
+                row = [
+                    tenant,
+                    e.id,
+                    _dumps(e.types),
+                    _dumps(e.attrs),
+                    _dumps(e.scopes) if e.scopes else None,
+                    e.created_at,
+                    e.modified_at,
+                ]
+                if self.pg:
+                    row.append(_location_json(e))
+                rows.append(row)
+            tx.executemany(
+                "INSERT INTO hub_entities (tenant, id, types, attrs, scopes, created_at, "
+                f"modified_at{loc}) VALUES (?, ?, {j}, {j}, {j}, ?, ?{loc_v})",
+                rows,
+            )
+            tx.executemany(
+                "INSERT INTO hub_entity_types (tenant, type, rid) "
+                "SELECT ?, ?, rid FROM hub_entities WHERE tenant = ? AND id = ?",
+                [(tenant, t, tenant, e.id) for e in inserts for t in e.types],
+            )
+            if not self.pg:
+                located = [(e, _location(e)) for e in inserts]
+                tx.executemany(
+                    "INSERT INTO hub_location (rid, minx, maxx, miny, maxy) "
+                    "SELECT rid, ?, ?, ?, ? FROM hub_entities WHERE tenant = ? AND id = ?",
+                    [(*geo.bbox(g), tenant, e.id) for e, g in located if g is not None],
+                )
+        if updates:
+            loc = ", location = ST_SetSRID(ST_GeomFromGeoJSON(?), 4326)" if self.pg else ""
+            urows: list[list[Any]] = []
+            for rid, _, e in updates:
+                urow: list[Any] = [
+                    _dumps(e.types),
+                    _dumps(e.attrs),
+                    _dumps(e.scopes) if e.scopes else None,
+                    e.modified_at,
+                ]
+                if self.pg:
+                    urow.append(_location_json(e))
+                urows.append([*urow, rid])
+            tx.executemany(
+                f"UPDATE hub_entities SET types = {j}, attrs = {j}, scopes = {j}, "
+                f"modified_at = ?{loc} WHERE rid = ?",
+                urows,
+            )
+            retyped = [(rid, e) for rid, b, e in updates if b.types != e.types]
+            if retyped:
+                tx.executemany(
+                    "DELETE FROM hub_entity_types WHERE rid = ?", [(rid,) for rid, _ in retyped]
+                )
+                tx.executemany(
+                    "INSERT INTO hub_entity_types (tenant, type, rid) VALUES (?, ?, ?)",
+                    [(tenant, t, rid) for rid, e in retyped for t in e.types],
+                )
+            if not self.pg:
+                moved = [
+                    (rid, _location(e))
+                    for rid, b, e in updates
+                    if b.attrs.get(LOCATION_IRI) != e.attrs.get(LOCATION_IRI)
+                ]
+                if moved:
+                    tx.executemany(
+                        "DELETE FROM hub_location WHERE rid = ?", [(rid,) for rid, _ in moved]
+                    )
+                    tx.executemany(
+                        "INSERT INTO hub_location (rid, minx, maxx, miny, maxy) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        [(rid, *geo.bbox(g)) for rid, g in moved if g is not None],
+                    )
+
+    def _publish(self, tenant: str, changes: dict[str, Change]) -> None:
+        if self.bus is None:
+            return
+        for eid, ch in changes.items():
+            ent = ch.after or ch.before
+            assert ent is not None
+            self.bus.publish(
+                Event(
+                    f"hub.entity.{ch.kind}",
+                    {
+                        "id": eid,
+                        "types": ent.types,
+                        "attrs": sorted(ch.after.attrs) if ch.after else [],
+                    },
+                    tenant=tenant,
+                )
+            )
+
+    # -- queries -------------------------------------------------------------------------
+    def selector_condition(self, tenant: str, q: Query) -> tuple[str, list[Any]]:
+        """The type, id and idPattern part of ``q`` as one SQL condition."""
+        sql: list[str] = ["1 = 1"]
+        params: list[Any] = []
+        if q.types:
+            ors = []
+            for conj in q.types:
+                ands = []
+                for t in conj:
+                    ands.append(
+                        "e.rid IN (SELECT rid FROM hub_entity_types WHERE tenant = ? AND type = ?)"
+                    )
+                    params.extend([tenant, t])
+                ors.append("(" + " AND ".join(ands) + ")")
+            sql.append("(" + " OR ".join(ors) + ")")
+        if q.ids:
+            sql.append(f"e.id IN ({','.join('?' * len(q.ids))})")
+            params.extend(q.ids)
+        if q.id_pattern:
+            sql.append("e.id ~ ?" if self.pg else "regexp(?, e.id) = 1")
+            params.append(q.id_pattern)
+        return " AND ".join(sql), params
+
+    def _conditions(self, tenant: str, q: Query) -> tuple[str, list[Any]]:
+        sel, sel_params = self.selector_condition(tenant, q)
+        sql = ["e.tenant = ?", sel]
+        params: list[Any] = [tenant, *sel_params]
+        if q.attrs_any:
+            if self.pg:
+                sql.append("e.attrs ?| ?")
+                params.append(q.attrs_any)
+            else:
+                sql.append(
+                    "("
+                    + " OR ".join("json_type(e.attrs, ?) IS NOT NULL" for _ in q.attrs_any)
+                    + ")"
+                )
+                params.extend(f'$."{a}"' for a in q.attrs_any)
+        for frag, p in q.where:
+            sql.append(f"({frag})")
+            params.extend(p)
+        return " AND ".join(sql), params
+
+    def query(self, tenant: str, q: Query) -> tuple[list[Entity], int | None]:
+        cond, params = self._conditions(tenant, q)
+        with self.store.transaction(write=False) as tx:
+            rows = (
+                tx.execute(
+                    "SELECT e.id, e.types, e.attrs, e.scopes, e.created_at, e.modified_at "
+                    f"FROM hub_entities e WHERE {cond} ORDER BY e.rid LIMIT ? OFFSET ?",
+                    [*params, q.limit, q.offset],
+                )
+                if q.limit > 0
+                else []
+            )
+            total = None
+            if q.count:
+                total = tx.execute(
+                    f"SELECT count(*) AS n FROM hub_entities e WHERE {cond}",
+                    params,
+                )[0]["n"]
+        return [self._entity(r) for r in rows], total
+
+    # -- discovery -----------------------------------------------------------------------
+    def type_stats(self, tenant: str) -> dict[str, dict[str, Any]]:
+        """{type: {"count": n, "attrs": {attr: {kinds}}}} over the tenant's entities."""
+        out: dict[str, dict[str, Any]] = {}
+        with self.store.transaction(write=False) as tx:
+            rows = tx.execute("SELECT types, attrs FROM hub_entities WHERE tenant = ?", [tenant])
+        for row in rows:
+            types = row["types"] if self.pg else json.loads(row["types"])
+            attrs = row["attrs"] if self.pg else json.loads(row["attrs"])
+            for t in types:
+                st = out.setdefault(t, {"count": 0, "attrs": {}})
+                st["count"] += 1
+                for name, insts in attrs.items():
+                    st["attrs"].setdefault(name, set()).update(i["type"] for i in insts)
+        return out
+
+    def tenants_with_data(self) -> list[str]:
+        with self.store.transaction(write=False) as tx:
+            return [
+                r["tenant"]
+                for r in tx.execute("SELECT DISTINCT tenant FROM hub_entities ORDER BY tenant")
+            ]
+
+
+def _location(e: Entity) -> dict[str, Any] | None:
+    insts = e.attrs.get(LOCATION_IRI)
+    if not insts:
+        return None
+    default = next((i for i in insts if "datasetId" not in i), insts[0])
+    value = default.get("value")
+    return value if isinstance(value, dict) else None
+
+
+def _location_json(e: Entity) -> str | None:
+    g = _location(e)
+    return _dumps(g) if g is not None else None
+
+
+def _stamp(after: Entity, before: Entity | None, now: str) -> None:
+    """System times of attribute instances: createdAt kept, modifiedAt when changed."""
+    old = before.attrs if before else {}
+    for name, insts in after.attrs.items():
+        prev = {i.get("datasetId"): i for i in old.get(name, [])}
+        for inst in insts:
+            p = prev.get(inst.get("datasetId"))
+            if p is None:
+                inst["createdAt"] = inst["modifiedAt"] = now
+            else:
+                inst["createdAt"] = p.get("createdAt", now)
+                if "modifiedAt" not in inst or _differs(inst, p):
+                    inst["modifiedAt"] = now
+
+
+def _differs(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    skip = ("createdAt", "modifiedAt")
+    return {k: v for k, v in a.items() if k not in skip} != {
+        k: v for k, v in b.items() if k not in skip
+    }
+
+
+def iter_chunks(items: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
