@@ -1116,29 +1116,21 @@ def delete_context(req: Request) -> Response:
 
 def routes() -> list[Route]:
     e = f"{BASE}/entities"
+    one = e + "/{entity_id:path}"  # ids may be http URLs with slashes
     ops = f"{BASE}/entityOperations"
     return [
+        # the most specific paths first: an entity id may itself contain slashes
+        Route("PATCH", one + "/attrs/{attr}", partial_update_attr, WRITERS, name="ngsi.attr.patch"),
+        Route("PUT", one + "/attrs/{attr}", replace_attr, WRITERS, name="ngsi.attr.replace"),
+        Route("DELETE", one + "/attrs/{attr}", delete_attr, WRITERS, name="ngsi.attr.delete"),
+        Route("POST", one + "/attrs", append_attrs, WRITERS, name="ngsi.attrs.append"),
+        Route("PATCH", one + "/attrs", update_attrs, WRITERS, name="ngsi.attrs.update"),
         Route("POST", e, create_entity, WRITERS, name="ngsi.entities.create"),
         Route("GET", e, query_entities, READERS, name="ngsi.entities.query"),
-        Route("GET", e + "/{entity_id}", retrieve_entity, READERS, name="ngsi.entity.get"),
-        Route("PUT", e + "/{entity_id}", replace_entity, WRITERS, name="ngsi.entity.replace"),
-        Route("PATCH", e + "/{entity_id}", merge_entity, WRITERS, name="ngsi.entity.merge"),
-        Route("DELETE", e + "/{entity_id}", delete_entity, WRITERS, name="ngsi.entity.delete"),
-        Route("POST", e + "/{entity_id}/attrs", append_attrs, WRITERS, name="ngsi.attrs.append"),
-        Route("PATCH", e + "/{entity_id}/attrs", update_attrs, WRITERS, name="ngsi.attrs.update"),
-        Route(
-            "PATCH",
-            e + "/{entity_id}/attrs/{attr}",
-            partial_update_attr,
-            WRITERS,
-            name="ngsi.attr.patch",
-        ),
-        Route(
-            "PUT", e + "/{entity_id}/attrs/{attr}", replace_attr, WRITERS, name="ngsi.attr.replace"
-        ),
-        Route(
-            "DELETE", e + "/{entity_id}/attrs/{attr}", delete_attr, WRITERS, name="ngsi.attr.delete"
-        ),
+        Route("GET", one, retrieve_entity, READERS, name="ngsi.entity.get"),
+        Route("PUT", one, replace_entity, WRITERS, name="ngsi.entity.replace"),
+        Route("PATCH", one, merge_entity, WRITERS, name="ngsi.entity.merge"),
+        Route("DELETE", one, delete_entity, WRITERS, name="ngsi.entity.delete"),
         Route("POST", ops + "/create", batch_create, WRITERS, name="ngsi.batch.create"),
         Route("POST", ops + "/upsert", batch_upsert, WRITERS, name="ngsi.batch.upsert"),
         Route("POST", ops + "/update", batch_update, WRITERS, name="ngsi.batch.update"),
@@ -1146,21 +1138,23 @@ def routes() -> list[Route]:
         Route("POST", ops + "/merge", batch_merge, WRITERS, name="ngsi.batch.merge"),
         Route("POST", ops + "/query", post_query, READERS, name="ngsi.query"),
         Route("GET", f"{BASE}/types", list_types, READERS, name="ngsi.types"),
-        Route("GET", f"{BASE}/types/{{type_name}}", get_type, READERS, name="ngsi.type"),
+        Route("GET", f"{BASE}/types/{{type_name:path}}", get_type, READERS, name="ngsi.type"),
         Route("GET", f"{BASE}/attributes", list_attributes, READERS, name="ngsi.attributes"),
-        Route("GET", f"{BASE}/attributes/{{attr}}", get_attribute, READERS, name="ngsi.attribute"),
+        Route(
+            "GET", f"{BASE}/attributes/{{attr:path}}", get_attribute, READERS, name="ngsi.attribute"
+        ),
         Route("GET", f"{BASE}/jsonldContexts", list_contexts, READERS, name="ngsi.contexts"),
         Route("POST", f"{BASE}/jsonldContexts", add_context, WRITERS, name="ngsi.context.add"),
         Route(
             "GET",
-            f"{BASE}/jsonldContexts/{{context_id}}",
+            f"{BASE}/jsonldContexts/{{context_id:path}}",
             get_context,
             public=True,
             name="ngsi.context.get",
         ),
         Route(
             "DELETE",
-            f"{BASE}/jsonldContexts/{{context_id}}",
+            f"{BASE}/jsonldContexts/{{context_id:path}}",
             delete_context,
             WRITERS,
             name="ngsi.context.delete",

@@ -136,6 +136,11 @@ def _kind(name: str, raw: Any) -> tuple[str, dict[str, Any]]:
             return t, raw
         if t in GEOMETRY_TYPES and ("coordinates" in raw or "geometries" in raw):
             return GEOPROPERTY, {"value": raw}  # keyValues / concise geometry
+        if t is not None and any(k in raw for k in KIND_OF_KEY):
+            raise BadRequest(
+                f"attribute '{name}': type '{str(t)[:40]}' is not an NGSI-LD attribute type "
+                f"({', '.join(VALUE_KEY)})"
+            )
         for key, kind in KIND_OF_KEY.items():
             if key in raw:
                 if (

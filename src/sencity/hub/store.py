@@ -304,7 +304,7 @@ class HubStore:
         params: list[Any] = [tenant, *sel_params]
         if q.attrs_any:
             if self.pg:
-                sql.append("e.attrs ?| ?")
+                sql.append("jsonb_exists_any(e.attrs, ?)")
                 params.append(q.attrs_any)
             else:
                 sql.append(

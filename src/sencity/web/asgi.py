@@ -214,6 +214,9 @@ class _RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = scope["path"]
+        if len(path) > 1 and path.endswith("/"):  # /entities/ is /entities
+            scope = {**scope, "path": path.rstrip("/") or "/"}
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         rid = incoming[:64] if re.fullmatch(r"[\w.-]{1,64}", incoming) else uuid.uuid4().hex[:16]
         token = request_id.set(rid)
