@@ -255,7 +255,7 @@ def main() -> None:
                 )
                 times.append((time.perf_counter() - t0) * 1000)
                 assert r.status_code == 200, r.text[:300]
-                if k == 0:
+                if k == 0 and N >= 50_000:
                     assert len(r.json()) == 100, len(r.json())
             times.sort()
             p95 = times[int(len(times) * 0.95)]

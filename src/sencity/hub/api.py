@@ -393,8 +393,21 @@ def _merge_instance(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any] 
     return out
 
 
+def _clone(e: Entity) -> Entity:
+    """A copy to plan changes on: new lists, shared instance dicts (plans replace
+    instances, never edit them in place), far cheaper than a deep copy."""
+    return Entity(
+        e.id,
+        list(e.types),
+        {k: list(v) for k, v in e.attrs.items()},
+        list(e.scopes) if e.scopes else None,
+        e.created_at,
+        e.modified_at,
+    )
+
+
 def _merge(cur: Entity, frag: Entity) -> Entity:
-    new = copy.deepcopy(cur)
+    new = _clone(cur)
     for t in frag.types:
         if t not in new.types:
             new.types.append(t)
@@ -481,7 +494,7 @@ def append_attrs(req: Request) -> Response:
     def plan(i: str, cur: Entity | None) -> Entity:
         if cur is None:
             raise NotFound(f"entity {i} not found")
-        new = copy.deepcopy(cur)
+        new = _clone(cur)
         for t in frag.types:
             if t not in new.types:
                 new.types.append(t)
@@ -521,7 +534,7 @@ def update_attrs(req: Request) -> Response:
     def plan(i: str, cur: Entity | None) -> Entity:
         if cur is None:
             raise NotFound(f"entity {i} not found")
-        new = copy.deepcopy(cur)
+        new = _clone(cur)
         for name, insts in frag.attrs.items():
             short = ctx.compact(name)
             have = {x.get("datasetId") for x in new.attrs.get(name, [])}
@@ -579,7 +592,7 @@ def partial_update_attr(req: Request) -> Response:
             )
         parsed = parse_instance(short, patch, ctx, f"attribute '{short}'", allow_null=True)
         merged = _merge_instance(old, parsed)
-        new = copy.deepcopy(cur)
+        new = _clone(cur)
         if merged is None:
             new.attrs[name].pop(idx)
             if not new.attrs[name]:
@@ -605,7 +618,7 @@ def replace_attr(req: Request) -> Response:
             raise NotFound(f"entity {i} not found")
         if name not in cur.attrs:
             raise NotFound(f"entity {i} has no attribute '{short}'")
-        new = copy.deepcopy(cur)
+        new = _clone(cur)
         _set_instances(new, name, insts)
         return new
 
@@ -630,7 +643,7 @@ def delete_attr(req: Request) -> Response:
         insts = cur.attrs.get(name)
         if not insts:
             raise NotFound(f"entity {i} has no attribute '{short}'")
-        new = copy.deepcopy(cur)
+        new = _clone(cur)
         if delete_all:
             keep: list[dict[str, Any]] = []
         else:
@@ -694,7 +707,13 @@ def _build_query(
         query.where.append(qlang.compile_q(node, dialect, ctx.expand))
     if geoq is not None:
         iri = ctx.expand(geoq.geoproperty)
-        query.where.append(geo.geo_sql(geoq, dialect, iri, indexed=iri == LOCATION_IRI))
+        indexed = iri == LOCATION_IRI
+        if dialect == "sqlite":
+            prefilter, check = geo.sqlite_split(geoq, iri, indexed)
+            query.driver = prefilter  # the spatial index narrows the candidates most
+            query.late.append(check)
+        else:
+            query.where.append(geo.geo_sql(geoq, dialect, iri, indexed=indexed))
     if attrs:
         query.attrs_any = [ctx.expand(a) for a in attrs]
     return query
@@ -892,7 +911,7 @@ def batch_upsert(req: Request) -> Response:
         new = queue[eid][n]
         if cur is None or not update_mode:
             return new
-        merged = copy.deepcopy(cur)
+        merged = _clone(cur)
         for t in new.types:
             if t not in merged.types:
                 merged.types.append(t)
@@ -922,7 +941,7 @@ def batch_update(req: Request) -> Response:
         if cur is None:
             raise NotFound(f"entity {eid} not found")
         frag = by_id[eid]
-        new = copy.deepcopy(cur)
+        new = _clone(cur)
         for t in frag.types:
             if t not in new.types:
                 new.types.append(t)

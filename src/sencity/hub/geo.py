@@ -481,6 +481,18 @@ def _pg_sql(gq: GeoQuery, attr_iri: str, indexed: bool) -> tuple[str, list[Any]]
     return "(" + " AND ".join(parts) + ")", params
 
 
+def sqlite_split(
+    gq: GeoQuery, attr_iri: str, indexed: bool
+) -> tuple[tuple[str, list[Any]] | None, tuple[str, list[Any]]]:
+    """The SQLite geo-query as (R*Tree prefilter or None, exact check), so a query can
+    start from the prefilter and run the (costlier) exact check after its other tests."""
+    sql, params = _sqlite_sql(gq, attr_iri, indexed)
+    if not sql.startswith("(e.rid IN"):
+        return None, (sql, params)
+    prefilter, check = sql[1:-1].split(" AND sc_geo", 1)
+    return (prefilter, params[:4]), ("sc_geo" + check, params[4:])
+
+
 def _sqlite_sql(gq: GeoQuery, attr_iri: str, indexed: bool) -> tuple[str, list[Any]]:
     check = "sc_geo(?, json_extract(e.attrs, ?), ?, ?, ?) = 1"
     params: list[Any] = [

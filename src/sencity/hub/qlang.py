@@ -438,11 +438,22 @@ class _Compiler:
                 f"WHERE qs.v IS NOT NULL AND ({cond}))",
                 params,
             )
-        return (
+        general = (
             f"EXISTS (SELECT 1 FROM json_each({value}) AS qv "
-            f"WHERE (qv.key IS NULL OR typeof(qv.key) = 'integer') AND ({cond}))",
-            params,
+            f"WHERE (qv.key IS NULL OR typeof(qv.key) = 'integer') AND ({cond}))"
         )
+        if path.members or path.keys:
+            return general, params
+        # fast path for the common case, a Property with a scalar value: one look-up, no
+        # json_each; anything else (arrays, objects, relationships…) falls through
+        at = self.locate([self.expand(path.attr), 0, "value"])[1][0]
+        fast = (
+            "(SELECT CASE WHEN qv.type IN ('integer', 'real', 'text', 'true', 'false', 'null') "
+            f"THEN ({cond}) END FROM (SELECT json_type({self.column}, ?) AS type, "
+            f"json_extract({self.column}, ?) AS value) AS qv)"
+        )
+        cond_params = [x for p in preds for x in p[1]]
+        return f"COALESCE({fast}, {general})", [*cond_params, at, at, *params]
 
     def none_of(self, path: Path, found: _Sql) -> _Sql:
         value, params = self.target(path)

@@ -53,6 +53,8 @@ class Query:
     ids: list[str] | None = None
     id_pattern: str | None = None
     where: list[tuple[str, list[Any]]] = field(default_factory=list)  # extra SQL conditions
+    driver: tuple[str, list[Any]] | None = None  # a selective, indexed condition to start from
+    late: list[tuple[str, list[Any]]] = field(default_factory=list)  # exact geo checks
     attrs_any: list[str] | None = None  # entity must have at least one of these
     scopes: list[str] | None = None
     limit: int = 20
@@ -275,8 +277,14 @@ class HubStore:
             )
 
     # -- queries -------------------------------------------------------------------------
-    def selector_condition(self, tenant: str, q: Query) -> tuple[str, list[Any]]:
-        """The type, id and idPattern part of ``q`` as one SQL condition."""
+    def selector_condition(
+        self, tenant: str, q: Query, driving: bool = True
+    ) -> tuple[str, list[Any]]:
+        """The type, id and idPattern part of ``q`` as one SQL condition.
+
+        ``driving`` writes a single type as ``rid IN (…)``, which SQLite walks in rid
+        order (so ``ORDER BY rid LIMIT n`` stops early); otherwise a correlated EXISTS.
+        """
         sql: list[str] = ["1 = 1"]
         params: list[Any] = []
         if q.types:
@@ -286,6 +294,9 @@ class HubStore:
                 for t in conj:
                     ands.append(
                         "e.rid IN (SELECT rid FROM hub_entity_types WHERE tenant = ? AND type = ?)"
+                        if driving
+                        else "EXISTS (SELECT 1 FROM hub_entity_types t WHERE t.rid = e.rid "
+                        "AND t.tenant = ? AND t.type = ?)"
                     )
                     params.extend([tenant, t])
                 ors.append("(" + " AND ".join(ands) + ")")
@@ -299,9 +310,15 @@ class HubStore:
         return " AND ".join(sql), params
 
     def _conditions(self, tenant: str, q: Query) -> tuple[str, list[Any]]:
-        sel, sel_params = self.selector_condition(tenant, q)
-        sql = ["e.tenant = ?", sel]
-        params: list[Any] = [tenant, *sel_params]
+        sql: list[str] = []
+        params: list[Any] = []
+        if q.driver is not None:  # an indexed geo-query: the R*Tree candidates lead
+            sql.append(f"({q.driver[0]})")
+            params.extend(q.driver[1])
+        sel, sel_params = self.selector_condition(tenant, q, driving=q.driver is None)
+        # SQLite: "+" keeps the planner off the tenant index, so the rid lists drive
+        sql += ["e.tenant = ?" if self.pg or not (q.types or q.driver) else "+e.tenant = ?", sel]
+        params += [tenant, *sel_params]
         if q.attrs_any:
             if self.pg:
                 sql.append("jsonb_exists_any(e.attrs, ?)")
@@ -313,7 +330,7 @@ class HubStore:
                     + ")"
                 )
                 params.extend(f'$."{a}"' for a in q.attrs_any)
-        for frag, p in q.where:
+        for frag, p in [*q.late, *q.where]:
             sql.append(f"({frag})")
             params.extend(p)
         return " AND ".join(sql), params

@@ -60,7 +60,13 @@ class PostgresStore(Store):
             url,
             min_size=1,
             max_size=pool_size,
-            kwargs={"row_factory": dict_row, "connect_timeout": max(1, int(connect_timeout))},
+            # prepare_threshold=None: no server-side prepared statements, whose generic
+            # plans (made while a table was small) can stick to sequential scans
+            kwargs={
+                "row_factory": dict_row,
+                "connect_timeout": max(1, int(connect_timeout)),
+                "prepare_threshold": None,
+            },
             timeout=connect_timeout,
             open=False,
             name="sencity",
