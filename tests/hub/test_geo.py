@@ -749,3 +749,18 @@ def test_geo_queries_use_the_location_index(geo_store: Store) -> None:
                 plan = tx.execute(f"EXPLAIN SELECT e.id FROM hub_entities e WHERE {sql}", params)
                 text = " ".join(str(r["QUERY PLAN"]) for r in plan)
                 assert "hub_entities_location" in text, text
+
+
+def test_sc_distance() -> None:
+    """``sc_distance`` orders near results: great circle between points, NULL when none."""
+    q = json.dumps(point(108.2, 16.05))
+    d = geo.sc_distance(json.dumps(point(108.2, 16.059)), q)
+    assert d == pytest.approx(geo.haversine_m(108.2, 16.05, 108.2, 16.059))
+    assert 990 < (d or 0) < 1010
+    inst = {"type": "GeoProperty", "value": point(108.2, 16.05)}
+    assert geo.sc_distance(json.dumps([inst]), q) == 0
+    polygon = json.dumps(box(108.21, 108.22, 16.04, 16.06))  # 0.01° east of the point
+    assert geo.sc_distance(polygon, q) == pytest.approx(1069, rel=0.01)
+    for entity in (None, "", "not json", "[]", json.dumps({"type": "Property", "value": 1})):
+        assert geo.sc_distance(entity, q) is None, entity
+    assert geo.sc_distance(json.dumps(point(0, 0)), "not json") is None

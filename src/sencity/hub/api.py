@@ -41,7 +41,7 @@ from sencity.hub.model import (
     parse_scope,
 )
 from sencity.hub.render import FORMATS, Options, feature, render
-from sencity.hub.store import LOCATION_IRI, HubStore, Query
+from sencity.hub.store import LOCATION_IRI, GeoFilter, HubStore, Query
 
 BASE = "/ngsi-ld/v1"
 CORE_URL = CORE_CONTEXT_URL
@@ -707,13 +707,7 @@ def _build_query(
         query.where.append(qlang.compile_q(node, dialect, ctx.expand))
     if geoq is not None:
         iri = ctx.expand(geoq.geoproperty)
-        indexed = iri == LOCATION_IRI
-        if dialect == "sqlite":
-            prefilter, check = geo.sqlite_split(geoq, iri, indexed)
-            query.driver = prefilter  # the spatial index narrows the candidates most
-            query.late.append(check)
-        else:
-            query.where.append(geo.geo_sql(geoq, dialect, iri, indexed=indexed))
+        query.geo = GeoFilter(geoq, iri, indexed=iri == LOCATION_IRI)
     if attrs:
         query.attrs_any = [ctx.expand(a) for a in attrs]
     return query

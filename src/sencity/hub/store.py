@@ -13,7 +13,7 @@ import json
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
@@ -46,6 +46,24 @@ def sqlite_functions(conn: sqlite3.Connection) -> None:
 
 
 @dataclass
+class GeoFilter:
+    """A geo-query on one GeoProperty (expanded IRI); ``indexed`` when it is ``location``."""
+
+    query: geo.GeoQuery
+    attr: str
+    indexed: bool
+
+    @property
+    def near(self) -> bool:
+        """A ``near;maxDistance`` query: results ordered by distance, searched outwards."""
+        return self.query.georel == "near" and self.query.max_distance is not None
+
+    def within(self, metres: float) -> GeoFilter:
+        """This query with ``maxDistance`` lowered to ``metres``."""
+        return GeoFilter(replace(self.query, max_distance=metres), self.attr, self.indexed)
+
+
+@dataclass
 class Query:
     """What to select; SQL fragments come from the q and geo compilers."""
 
@@ -53,8 +71,7 @@ class Query:
     ids: list[str] | None = None
     id_pattern: str | None = None
     where: list[tuple[str, list[Any]]] = field(default_factory=list)  # extra SQL conditions
-    driver: tuple[str, list[Any]] | None = None  # a selective, indexed condition to start from
-    late: list[tuple[str, list[Any]]] = field(default_factory=list)  # exact geo checks
+    geo: GeoFilter | None = None
     attrs_any: list[str] | None = None  # entity must have at least one of these
     scopes: list[str] | None = None
     limit: int = 20
@@ -309,15 +326,27 @@ class HubStore:
             params.append(q.id_pattern)
         return " AND ".join(sql), params
 
-    def _conditions(self, tenant: str, q: Query) -> tuple[str, list[Any]]:
+    def _conditions(
+        self, tenant: str, q: Query, gf: GeoFilter | None = None
+    ) -> tuple[str, list[Any]]:
+        """The WHERE clause of ``q`` (with ``gf`` in place of its geo-query, if given)."""
+        gf = gf or q.geo
         sql: list[str] = []
         params: list[Any] = []
-        if q.driver is not None:  # an indexed geo-query: the R*Tree candidates lead
-            sql.append(f"({q.driver[0]})")
-            params.extend(q.driver[1])
-        sel, sel_params = self.selector_condition(tenant, q, driving=q.driver is None)
+        late: list[tuple[str, list[Any]]] = []
+        driver = None
+        if gf is not None:
+            if self.pg:
+                late.append(geo.geo_sql(gf.query, "postgresql", gf.attr, gf.indexed))
+            else:  # the R*Tree candidates lead; the exact check runs after the other tests
+                driver, check = geo.sqlite_split(gf.query, gf.attr, gf.indexed)
+                late.append(check)
+        if driver is not None:
+            sql.append(f"({driver[0]})")
+            params.extend(driver[1])
+        sel, sel_params = self.selector_condition(tenant, q, driving=driver is None)
         # SQLite: "+" keeps the planner off the tenant index, so the rid lists drive
-        sql += ["e.tenant = ?" if self.pg or not (q.types or q.driver) else "+e.tenant = ?", sel]
+        sql += ["e.tenant = ?" if self.pg or not (q.types or driver) else "+e.tenant = ?", sel]
         params += [tenant, *sel_params]
         if q.attrs_any:
             if self.pg:
@@ -330,25 +359,78 @@ class HubStore:
                     + ")"
                 )
                 params.extend(f'$."{a}"' for a in q.attrs_any)
-        for frag, p in [*q.late, *q.where]:
+        for frag, p in [*q.where, *late]:
             sql.append(f"({frag})")
             params.extend(p)
         return " AND ".join(sql), params
 
-    def query(self, tenant: str, q: Query) -> tuple[list[Entity], int | None]:
-        cond, params = self._conditions(tenant, q)
-        with self.store.transaction(write=False) as tx:
-            rows = (
-                tx.execute(
-                    "SELECT e.id, e.types, e.attrs, e.scopes, e.created_at, e.modified_at "
-                    f"FROM hub_entities e WHERE {cond} ORDER BY e.rid LIMIT ? OFFSET ?",
-                    [*params, q.limit, q.offset],
+    def _page(self, tx: Tx, tenant: str, q: Query, gf: GeoFilter | None) -> list[dict[str, Any]]:
+        cond, params = self._conditions(tenant, q, gf)
+        order, order_params = "e.rid", list[Any]()
+        if gf is not None and gf.near:
+            dist, order_params = geo.distance_sql(gf.query, self.store.dialect, gf.attr, gf.indexed)
+            order = f"{dist}, e.rid"
+        return tx.execute(
+            "SELECT e.id, e.types, e.attrs, e.scopes, e.created_at, e.modified_at "
+            f"FROM hub_entities e WHERE {cond} ORDER BY {order} LIMIT ? OFFSET ?",
+            [*params, *order_params, q.limit, q.offset],
+        )
+
+    def _near_page(self, tx: Tx, tenant: str, q: Query, gf: GeoFilter) -> list[dict[str, Any]]:
+        """A page of a ``near;maxDistance`` query, ordered by distance then creation.
+
+        Rather than test every entity within ``maxDistance``, search a smaller circle
+        first: when it holds the whole page, the page is the same as in the full circle.
+        PostgreSQL finds the radius that holds the page by a nearest-neighbour index scan;
+        SQLite starts from the radius its R*Tree says should hold several pages and
+        doubles it until the page is full."""
+        need = q.offset + q.limit
+        full = float(gf.query.max_distance or 0.0)
+        if self.pg:
+            if gf.indexed:
+                cond, params = self._conditions(tenant, q, gf)
+                dist, dparams = geo.distance_sql(gf.query, "postgresql", gf.attr, True)
+                # the estimates of q conditions are guesses; a sort would read every match
+                tx.execute("SET LOCAL enable_sort = off")
+                rows = tx.execute(
+                    f"SELECT {dist} AS d FROM hub_entities e WHERE {cond} "
+                    f"ORDER BY {dist} LIMIT 1 OFFSET ?",
+                    [*dparams, *params, *dparams, need - 1],
                 )
-                if q.limit > 0
-                else []
-            )
+                tx.execute("SET LOCAL enable_sort = on")
+                if rows and rows[0]["d"] is not None:
+                    radius = float(rows[0]["d"]) * (1 + 1e-9) + 1e-6
+                    if radius < full:
+                        return self._page(tx, tenant, q, gf.within(radius))
+            return self._page(tx, tenant, q, gf)
+        box = geo.search_box(gf.query) if gf.indexed else None
+        if box is None:
+            return self._page(tx, tenant, q, gf)
+        minx, maxx, miny, maxy = box
+        in_box = tx.execute(
+            "SELECT count(*) AS n FROM hub_location "
+            "WHERE maxx >= ? AND minx <= ? AND maxy >= ? AND miny <= ?",
+            [minx, maxx, miny, maxy],
+        )[0]["n"]
+        radius = full * min(1.0, (8 * need / in_box) ** 0.5) if in_box else full
+        while radius < full:
+            rows = self._page(tx, tenant, q, gf.within(radius))
+            if len(rows) == q.limit:
+                return rows
+            radius *= 2
+        return self._page(tx, tenant, q, gf)
+
+    def query(self, tenant: str, q: Query) -> tuple[list[Entity], int | None]:
+        with self.store.transaction(write=False) as tx:
+            rows: list[dict[str, Any]] = []
+            if q.limit > 0:
+                if q.geo is not None and q.geo.near:
+                    rows = self._near_page(tx, tenant, q, q.geo)
+                else:
+                    rows = self._page(tx, tenant, q, None)
             total = None
             if q.count:
+                cond, params = self._conditions(tenant, q)
                 total = tx.execute(
                     f"SELECT count(*) AS n FROM hub_entities e WHERE {cond}",
                     params,

@@ -12,6 +12,7 @@ from sencity.store.factory import redact_url
 
 try:
     import psycopg
+    from psycopg.conninfo import conninfo_to_dict
     from psycopg.rows import dict_row
     from psycopg_pool import ConnectionPool, PoolTimeout
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
@@ -56,6 +57,17 @@ class PostgresStore(Store):
             raise StoreUnavailable(
                 f"PostgreSQL store {redact_url(url)} is unreachable: {reason}"
             ) from exc
+        # the API runs many short queries: JIT compilation and parallel workers cost more
+        # (tens of ms) than they save; a session can still SET them for long analyses
+        options = " ".join(
+            filter(
+                None,
+                [
+                    str(conninfo_to_dict(url).get("options") or ""),
+                    "-c jit=off -c max_parallel_workers_per_gather=0",
+                ],
+            )
+        )
         self.pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
             url,
             min_size=1,
@@ -66,6 +78,7 @@ class PostgresStore(Store):
                 "row_factory": dict_row,
                 "connect_timeout": max(1, int(connect_timeout)),
                 "prepare_threshold": None,
+                "options": options,
             },
             timeout=connect_timeout,
             open=False,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import random
 
 import pytest
 
@@ -113,6 +115,70 @@ def test_geo_near_and_within(city: NGSI) -> None:
     poly = [[[108.2, 16.05], [108.26, 16.05], [108.26, 16.09], [108.2, 16.09], [108.2, 16.05]]]
     within = city.query(georel="within", geometry="Polygon", coordinates=json.dumps(poly))
     assert ids(within) == ["1", "HaiChau", "SonTra"]
+
+
+def _spiral(ngsi: NGSI) -> list[tuple[float, int, str]]:
+    """60 stations spiralling out from (108.2, 16.05), created in shuffled order, plus three
+    at one spot created one after the other; (distance, creation rank, id) of each."""
+    lon0, lat0 = 108.2, 16.05
+    rows = []
+    for i in range(60):
+        metres, angle = 50 + 40 * i, math.radians(137.5 * i)
+        lon = lon0 + metres * math.sin(angle) / (111_320 * math.cos(math.radians(lat0)))
+        lat = lat0 + metres * math.cos(angle) / 110_574
+        rows.append((f"urn:ngsi-ld:Station:{i:02d}", lon, lat, "x" if i % 5 == 0 else "y"))
+    random.Random(7).shuffle(rows)
+    rows += [(f"urn:ngsi-ld:Station:twin{k}", 108.2, 16.059, "x") for k in range(3)]
+    out = []
+    for rank, (eid, lon, lat, kind) in enumerate(rows):
+        r = ngsi.create(entity(eid, type="Station", kind=prop(kind), location=point(lon, lat)))
+        assert r.status_code == 201, r.text
+        out.append((haversine(lon0, lat0, lon, lat), rank, eid))
+    return out
+
+
+def haversine(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    a = (
+        math.sin((p2 - p1) / 2) ** 2
+        + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
+    )
+    return 2 * 6371008.7714 * math.asin(math.sqrt(a))
+
+
+@pytest.mark.parametrize("q", [None, 'kind=="x"'])
+def test_near_results_nearest_first_across_pages(ngsi: NGSI, q: str | None) -> None:
+    """near;maxDistance orders by distance (ties: creation order); pages never overlap."""
+    stations = _spiral(ngsi)
+    want = [
+        eid
+        for d, _, eid in sorted(stations)
+        if d <= 2000 and (q is None or eid.endswith(tuple("05")) or "twin" in eid)
+    ]
+    got: list[str] = []
+    for offset in range(0, len(want) + 7, 7):
+        r = ngsi.query(
+            type="Station",
+            q=q,
+            georel="near;maxDistance==2000",
+            geometry="Point",
+            coordinates="[108.2,16.05]",
+            limit=7,
+            offset=offset,
+        )
+        assert r.status_code == 200, r.text
+        got += [e["id"] for e in r.json()]
+    assert got == want
+    first = ngsi.query(
+        type="Station",
+        georel="near;maxDistance==2000",
+        geometry="Point",
+        coordinates="[108.2,16.05]",
+        limit=1,
+        count="true",
+    )
+    assert [e["id"] for e in first.json()] == [min(stations)[2]]
+    assert first.headers["ngsild-results-count"] == str(sum(d <= 2000 for d, _, _ in stations))
 
 
 def test_attrs_filter_and_pagination(city: NGSI) -> None:
