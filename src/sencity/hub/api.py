@@ -913,7 +913,11 @@ def batch_upsert(req: Request) -> Response:
             _set_instances(merged, name, insts)
         return merged
 
-    changes, errs = svc.hub.modify(svc.tenant(req, create=True), ids, plan) if ids else ({}, {})
+    changes, errs = (
+        svc.hub.modify(svc.tenant(req, create=True), ids, plan, begin=step.clear)
+        if ids
+        else ({}, {})
+    )
     errors += [{"entityId": i, "error": _problem(e)} for i, e in errs.items()]
     if errors:
         return Response(

@@ -25,6 +25,7 @@ from sencity.store.base import Store, Tx, utcnow
 
 LOCATION_IRI = "https://uri.etsi.org/ngsi-ld/location"
 CHUNK = 500
+RACE_RETRIES = 5
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -115,7 +116,7 @@ class HubStore:
                 f"WHERE tenant = ? AND id IN ({marks})"
             )
             if lock and self.pg:
-                sql += " FOR UPDATE"
+                sql += " ORDER BY id FOR UPDATE"
             for row in tx.execute(sql, [tenant, *chunk]):
                 found[row["id"]] = row
         return found
@@ -135,16 +136,48 @@ class HubStore:
         tenant: str,
         ids: Sequence[str],
         plan: Callable[[str, Entity | None], Entity | None],
+        begin: Callable[[], None] | None = None,
     ) -> tuple[dict[str, Change], dict[str, SenCityError]]:
         """Apply ``plan(id, current) -> new | None (delete)`` to each id in one transaction.
 
-        Returns the changes made and the per-id errors (plans that raised).
+        Returns the changes made and the per-id errors (plans that raised).  A transaction
+        that loses a race with another writer (two creates of one new id, a deadlock
+        between batches) runs again, plans included, on the rows as they are then;
+        ``begin`` (if given) is called before each run, to reset a plan's own state.
         """
+        for attempt in range(RACE_RETRIES):
+            if begin is not None:
+                begin()
+            try:
+                return self._modify(tenant, ids, plan)
+            except Exception as exc:
+                if attempt + 1 < RACE_RETRIES and self.store.is_race(exc):
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    def _modify(
+        self,
+        tenant: str,
+        ids: Sequence[str],
+        plan: Callable[[str, Entity | None], Entity | None],
+    ) -> tuple[dict[str, Change], dict[str, SenCityError]]:
         changes: dict[str, Change] = {}
         errors: dict[str, SenCityError] = {}
         now = utcnow()
         with self.store.transaction() as tx:
-            rows = self._select(tx, tenant, list(dict.fromkeys(ids)), lock=True)
+            keys = sorted(set(ids))
+            if self.pg and len(keys) > 1:
+                # lock every id of the batch, existing or not, in one order: two batches
+                # then never wait for each other in a ring (a deadlock), whatever their
+                # entities' order
+                tx.execute(
+                    "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT "
+                    "hashtextextended(? || i, 0) AS k FROM unnest(CAST(? AS text[])) AS i "
+                    "ORDER BY k) AS s",
+                    [tenant + "\x1f", keys],
+                )
+            rows = self._select(tx, tenant, keys, lock=True)
             current = {eid: self._entity(r) for eid, r in rows.items()}
             final: dict[str, Entity | None] = {}
             for eid in ids:
@@ -387,22 +420,9 @@ class HubStore:
         need = q.offset + q.limit
         full = float(gf.query.max_distance or 0.0)
         if self.pg:
-            if gf.indexed:
-                cond, params = self._conditions(tenant, q, gf)
-                dist, dparams = geo.distance_sql(gf.query, "postgresql", gf.attr, True)
-                # the estimates of q conditions are guesses; a sort would read every match
-                tx.execute("SET LOCAL enable_sort = off")
-                rows = tx.execute(
-                    f"SELECT {dist} AS d FROM hub_entities e WHERE {cond} "
-                    f"ORDER BY {dist} LIMIT 1 OFFSET ?",
-                    [*dparams, *params, *dparams, need - 1],
-                )
-                tx.execute("SET LOCAL enable_sort = on")
-                if rows and rows[0]["d"] is not None:
-                    radius = float(rows[0]["d"]) * (1 + 1e-9) + 1e-6
-                    if radius < full:
-                        return self._page(tx, tenant, q, gf.within(radius))
-            return self._page(tx, tenant, q, gf)
+            return (
+                self._knn_page(tx, tenant, q, gf) if gf.indexed else self._page(tx, tenant, q, gf)
+            )
         box = geo.search_box(gf.query) if gf.indexed else None
         if box is None:
             return self._page(tx, tenant, q, gf)
@@ -419,6 +439,39 @@ class HubStore:
                 return rows
             radius *= 2
         return self._page(tx, tenant, q, gf)
+
+    def _knn_page(self, tx: Tx, tenant: str, q: Query, gf: GeoFilter) -> list[dict[str, Any]]:
+        """PostgreSQL: the page from a nearest-neighbour scan of the GiST index, which
+        reads matches nearest first and stops after ``offset + limit + 1``."""
+        need = q.offset + q.limit
+        cond, params = self._conditions(tenant, q, gf)
+        dist, dparams = geo.distance_sql(gf.query, "postgresql", gf.attr, True)
+        # the planner's guesses for q conditions are poor, and a sort would read every
+        # match in the circle: insist on the index order
+        tx.execute("SET LOCAL enable_sort = off")
+        near = tx.execute(
+            f"SELECT e.rid, {dist} AS d FROM hub_entities e WHERE {cond} ORDER BY {dist} LIMIT ?",
+            [*dparams, *params, *dparams, need + 1],
+        )
+        tx.execute("SET LOCAL enable_sort = on")
+        if len(near) > need and near[need]["d"] <= near[need - 1]["d"]:
+            # equal distances straddle the end of the page: which of them come first
+            # (creation order) needs all of them, so read the circle that holds them
+            edge = float(near[need - 1]["d"]) * (1 + 1e-9) + 1e-6
+            return self._page(tx, tenant, q, gf.within(edge))
+        wanted = sorted(near[:need], key=lambda r: (r["d"], r["rid"]))[q.offset :]
+        if not wanted:
+            return []
+        rids = [r["rid"] for r in wanted]
+        rows = {
+            r["rid"]: r
+            for r in tx.execute(
+                "SELECT e.rid, e.id, e.types, e.attrs, e.scopes, e.created_at, e.modified_at "
+                "FROM hub_entities e WHERE e.rid = ANY(?)",
+                [rids],
+            )
+        }
+        return [rows[r] for r in rids]
 
     def query(self, tenant: str, q: Query) -> tuple[list[Entity], int | None]:
         with self.store.transaction(write=False) as tx:

@@ -117,6 +117,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def _is_unique_violation(self, exc: BaseException) -> bool: ...
 
+    def is_race(self, exc: BaseException) -> bool:
+        """True when ``exc`` means a transaction lost a race with another writer (a unique
+        key taken meanwhile, a deadlock): running the whole transaction again is safe."""
+        return self._is_unique_violation(exc)
+
     def ping(self) -> None:
         """Raise StoreUnavailable unless the store answers a trivial query."""
         try:

@@ -111,5 +111,13 @@ class PostgresStore(Store):
     def _is_unique_violation(self, exc: BaseException) -> bool:
         return isinstance(exc, psycopg.errors.UniqueViolation)
 
+    def is_race(self, exc: BaseException) -> bool:
+        return isinstance(
+            exc,
+            psycopg.errors.UniqueViolation
+            | psycopg.errors.DeadlockDetected
+            | psycopg.errors.SerializationFailure,
+        )
+
     def close(self) -> None:
         self.pool.close()

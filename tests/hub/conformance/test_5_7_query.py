@@ -146,9 +146,10 @@ def haversine(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
     return 2 * 6371008.7714 * math.asin(math.sqrt(a))
 
 
-@pytest.mark.parametrize("q", [None, 'kind=="x"'])
-def test_near_results_nearest_first_across_pages(ngsi: NGSI, q: str | None) -> None:
-    """near;maxDistance orders by distance (ties: creation order); pages never overlap."""
+@pytest.mark.parametrize(("q", "limit"), [(None, 7), (None, 1), ('kind=="x"', 7)])
+def test_near_results_nearest_first_across_pages(ngsi: NGSI, q: str | None, limit: int) -> None:
+    """near;maxDistance orders by distance (ties: creation order); pages never overlap,
+    also when a page ends among entities at the same distance."""
     stations = _spiral(ngsi)
     want = [
         eid
@@ -156,14 +157,14 @@ def test_near_results_nearest_first_across_pages(ngsi: NGSI, q: str | None) -> N
         if d <= 2000 and (q is None or eid.endswith(tuple("05")) or "twin" in eid)
     ]
     got: list[str] = []
-    for offset in range(0, len(want) + 7, 7):
+    for offset in range(0, len(want) + limit, limit):
         r = ngsi.query(
             type="Station",
             q=q,
             georel="near;maxDistance==2000",
             geometry="Point",
             coordinates="[108.2,16.05]",
-            limit=7,
+            limit=limit,
             offset=offset,
         )
         assert r.status_code == 200, r.text
