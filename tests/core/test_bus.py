@@ -84,3 +84,29 @@ def test_postgres_bus_crosses_processes(pg_url: str) -> None:
         assert [e.id for e in got_a] == [e.id for e in got_b]
 
     asyncio.run(main())
+
+
+@pytest.mark.postgres
+def test_postgres_bus_many_writers_lose_nothing(pg_url: str) -> None:
+    """Events from many threads at once (sent in batches) all arrive, each thread's in
+    the order it published them, and stop() sends what is still queued."""
+    threads, per_thread = 8, 50
+
+    async def main() -> None:
+        a, b = PostgresBus(pg_url), PostgresBus(pg_url)
+        got, done = await _collect(b, "load.*", threads * per_thread)
+        await a.start()
+        await b.start()
+
+        def writer(t: int) -> None:
+            for i in range(per_thread):
+                a.publish(Event("load.tick", {"t": t, "i": i}))
+
+        await asyncio.gather(*(asyncio.to_thread(writer, t) for t in range(threads)))
+        await a.stop()  # flushes
+        await asyncio.wait_for(done.wait(), 20)
+        await b.stop()
+        for t in range(threads):
+            assert [e.payload["i"] for e in got if e.payload["t"] == t] == list(range(per_thread))
+
+    asyncio.run(main())

@@ -150,6 +150,10 @@ class PostgresBus(EventBus):
         self._listener: asyncio.Task[None] | None = None
         self._send_lock = threading.Lock()
         self._send_conn: Any = None
+        self._out: list[Event] = []
+        self._out_ready = threading.Condition()
+        self._sending = False
+        self._sender_thread: threading.Thread | None = None
         self._ready = asyncio.Event()
 
     def _sender(self) -> Any:
@@ -164,16 +168,69 @@ class PostgresBus(EventBus):
         return self._send_conn
 
     def publish(self, event: Event) -> None:
+        """Queue ``event`` for the sender thread, which sends whatever has queued up in
+        one transaction: a transaction that NOTIFYs holds a database-wide lock while it
+        commits, so one per event would make every writer wait for every other."""
         self.published += 1
-        text = event.to_json()
-        with self._send_lock:
-            conn = self._sender()
-            if len(text.encode()) > self.notify_limit:
-                conn.execute(
-                    "INSERT INTO bus_payloads (id, body) VALUES (%s, %s)", (event.id, text)
+        with self._out_ready:
+            self._out.append(event)
+            if self._sender_thread is None or not self._sender_thread.is_alive():
+                self._sender_thread = threading.Thread(
+                    target=self._send_loop, name="sencity-bus-send", daemon=True
                 )
-                text = json.dumps({"ref": event.id})
-            conn.execute("SELECT pg_notify(%s, %s)", (self.channel, text))
+                self._sender_thread.start()
+            self._out_ready.notify()
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until every queued event has been sent (or ``timeout`` seconds)."""
+        with self._out_ready:
+            self._out_ready.wait_for(lambda: not self._out and not self._sending, timeout)
+
+    def _send_loop(self) -> None:
+        while True:
+            with self._out_ready:
+                self._out_ready.wait_for(lambda: bool(self._out))
+                batch = list(self._out)
+                self._out.clear()
+                self._sending = True
+            try:
+                self._send(batch)
+            except Exception as exc:
+                log.error("event bus could not send %d event(s): %s", len(batch), exc)
+            finally:
+                with self._out_ready:
+                    self._sending = False
+                    self._out_ready.notify_all()
+
+    def _send(self, batch: list[Event]) -> None:
+        for attempt in (1, 2):  # a dropped connection is opened again once
+            try:
+                with self._send_lock:
+                    conn = self._sender()
+                    texts = []
+                    with conn.transaction():
+                        for event in batch:
+                            text = event.to_json()
+                            if len(text.encode()) > self.notify_limit:
+                                conn.execute(
+                                    "INSERT INTO bus_payloads (id, body) VALUES (%s, %s)",
+                                    (event.id, text),
+                                )
+                                text = json.dumps({"ref": event.id})
+                            texts.append(text)
+                        conn.execute(
+                            "SELECT pg_notify(%s, t) FROM unnest(CAST(%s AS text[])) "
+                            "WITH ORDINALITY AS n(t, i) ORDER BY i",
+                            (self.channel, texts),
+                        )
+                return
+            except Exception:
+                if attempt == 2:
+                    raise
+                with self._send_lock:
+                    if self._send_conn is not None:
+                        self._send_conn.close()
+                        self._send_conn = None
 
     async def start(self) -> None:
         await super().start()
@@ -187,6 +244,7 @@ class PostgresBus(EventBus):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
         await super().stop()
+        await asyncio.to_thread(self.flush)
         with self._send_lock:
             if self._send_conn is not None:
                 self._send_conn.close()

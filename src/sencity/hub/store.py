@@ -211,7 +211,9 @@ class HubStore:
                     updates.append((rows[eid]["rid"], orig, after))
                     changes[eid] = Change("updated", orig, after)
             self._write(tx, tenant, inserts, updates, deletes)
-        self._publish(tenant, changes)
+        if self.bus is not None:
+            for event in self._events(tenant, changes):
+                self.bus.publish(event)
         return changes, errors
 
     def _write(
@@ -308,13 +310,12 @@ class HubStore:
                         [(rid, *geo.bbox(g)) for rid, g in moved if g is not None],
                     )
 
-    def _publish(self, tenant: str, changes: dict[str, Change]) -> None:
-        if self.bus is None:
-            return
+    def _events(self, tenant: str, changes: dict[str, Change]) -> list[Event]:
+        events = []
         for eid, ch in changes.items():
             ent = ch.after or ch.before
             assert ent is not None
-            self.bus.publish(
+            events.append(
                 Event(
                     f"hub.entity.{ch.kind}",
                     {
@@ -325,6 +326,7 @@ class HubStore:
                     tenant=tenant,
                 )
             )
+        return events
 
     # -- queries -------------------------------------------------------------------------
     def selector_condition(

@@ -79,6 +79,8 @@ class PostgresStore(Store):
                 "connect_timeout": max(1, int(connect_timeout)),
                 "prepare_threshold": None,
                 "options": options,
+                # a lone read needs no BEGIN/COMMIT; transaction() still opens one
+                "autocommit": True,
             },
             timeout=connect_timeout,
             open=False,
@@ -107,6 +109,21 @@ class PostgresStore(Store):
             cm.__exit__(type(exc), exc, exc.__traceback__)
             raise
         cm.__exit__(None, None, None)
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """One statement on its own: one round trip instead of three."""
+        try:
+            cm = self.pool.connection()
+            conn = cm.__enter__()
+        except PoolTimeout as exc:
+            raise StoreUnavailable(f"PostgreSQL store {redact_url(self.url)}: {exc}") from exc
+        try:
+            rows = _PgTx(conn).execute(sql, params)
+        except BaseException as exc:
+            cm.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        cm.__exit__(None, None, None)
+        return rows
 
     def _is_unique_violation(self, exc: BaseException) -> bool:
         return isinstance(exc, psycopg.errors.UniqueViolation)
