@@ -8,6 +8,8 @@ import sys
 
 BENCHES = [
     ["bench.http_api", "sqlite"],
+    ["bench.hub", "sqlite"],
+    ["bench.hub", "postgresql"],
 ]
 
 

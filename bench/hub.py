@@ -175,6 +175,7 @@ def main() -> None:
     if backend == "postgresql":
         import psycopg
 
+        # a scratch database is made (and dropped) through this administrator URL
         admin = os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
         name = f"sencity_bench_{os.getpid()}"
         with psycopg.connect(admin, autocommit=True) as c:
@@ -270,6 +271,9 @@ def main() -> None:
         server.terminate()
         server.wait()
         log.close()
+        if backend == "postgresql":  # the scratch database goes with the run
+            with psycopg.connect(admin, autocommit=True) as c:
+                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     print(
         f"\nContext hub ({backend}), {N:,} entities of {ATTRS_PER_ENTITY} attributes, "
         f"batches of {BATCH}"

@@ -96,34 +96,28 @@ class PostgresStore(Store):
             ) from exc
 
     @contextlib.contextmanager
-    def transaction(self, write: bool = True) -> Iterator[Tx]:
+    def _connection(self) -> Iterator[psycopg.Connection[Row]]:
         try:
             cm = self.pool.connection()
             conn = cm.__enter__()
         except PoolTimeout as exc:
             raise StoreUnavailable(f"PostgreSQL store {redact_url(self.url)}: {exc}") from exc
         try:
-            with conn.transaction():
-                yield _PgTx(conn)
+            yield conn
         except BaseException as exc:
             cm.__exit__(type(exc), exc, exc.__traceback__)
             raise
         cm.__exit__(None, None, None)
 
+    @contextlib.contextmanager
+    def transaction(self, write: bool = True) -> Iterator[Tx]:
+        with self._connection() as conn, conn.transaction():
+            yield _PgTx(conn)
+
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """One statement on its own: one round trip instead of three."""
-        try:
-            cm = self.pool.connection()
-            conn = cm.__enter__()
-        except PoolTimeout as exc:
-            raise StoreUnavailable(f"PostgreSQL store {redact_url(self.url)}: {exc}") from exc
-        try:
-            rows = _PgTx(conn).execute(sql, params)
-        except BaseException as exc:
-            cm.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-        cm.__exit__(None, None, None)
-        return rows
+        with self._connection() as conn:
+            return _PgTx(conn).execute(sql, params)
 
     def _is_unique_violation(self, exc: BaseException) -> bool:
         return isinstance(exc, psycopg.errors.UniqueViolation)
