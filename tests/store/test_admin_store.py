@@ -81,3 +81,24 @@ def test_tokens_revoke_and_consume_once(store: Store) -> None:
     assert [t["id"] for t in store.list_tokens("bot")] == ["abc", "once"]
     with pytest.raises(NotFound):
         store.get_token("missing")
+
+
+def test_token_and_user_in_one_read(store: Store) -> None:
+    store.create_user("minh", roles={"danang": "operator", "hue": "viewer"})
+    store.create_user("bot", kind="client")
+    store.create_token("t1", "minh", "hash", "api", "laptop", None)
+    store.create_token("t2", "bot", "hash2", "api", "gateway", None)
+    token, user = store.token_and_user("t1")
+    assert token == store.get_token("t1")
+    assert user == {
+        "username": "minh",
+        "kind": "user",
+        "disabled": False,
+        "roles": {"danang": "operator", "hue": "viewer"},
+    }
+    store.update_user("bot", disabled=True)
+    token, user = store.token_and_user("t2")
+    assert token["username"] == "bot" and user["roles"] == {} and user["disabled"] is True
+    assert user["kind"] == "client"
+    with pytest.raises(NotFound):
+        store.token_and_user("missing")

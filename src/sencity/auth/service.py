@@ -103,6 +103,25 @@ class _FailedLogins:
             self._fails.pop(key, None)
 
 
+def _split(token: str) -> tuple[str, str]:
+    """(token id, secret) of a ``sct_<id>.<secret>`` token."""
+    if not token.startswith(TOKEN_PREFIX) or "." not in token:
+        raise Unauthorized("malformed token")
+    token_id, _, secret = token[len(TOKEN_PREFIX) :].partition(".")
+    return token_id, secret
+
+
+def _check(row: dict[str, object], secret: str, kinds: tuple[str, ...]) -> None:
+    if not hmac.compare_digest(str(row["secret_hash"]), _digest(secret)):
+        raise Unauthorized("unknown token")
+    if row["kind"] not in kinds:
+        raise Unauthorized("this token cannot be used here")
+    if row["revoked_at"] is not None:
+        raise Unauthorized("token revoked")
+    if row["expires_at"] is not None and str(row["expires_at"]) <= utcnow():
+        raise Unauthorized("token expired")
+
+
 class AuthService:
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
@@ -123,21 +142,12 @@ class AuthService:
         return f"{TOKEN_PREFIX}{token_id}.{secret}", row
 
     def _lookup(self, token: str, kinds: tuple[str, ...]) -> dict[str, object]:
-        if not token.startswith(TOKEN_PREFIX) or "." not in token:
-            raise Unauthorized("malformed token")
-        token_id, _, secret = token[len(TOKEN_PREFIX) :].partition(".")
+        token_id, secret = _split(token)
         try:
             row = self.store.get_token(token_id)
         except NotFound:
             raise Unauthorized("unknown token") from None
-        if not hmac.compare_digest(str(row["secret_hash"]), _digest(secret)):
-            raise Unauthorized("unknown token")
-        if row["kind"] not in kinds:
-            raise Unauthorized("this token cannot be used here")
-        if row["revoked_at"] is not None:
-            raise Unauthorized("token revoked")
-        if row["expires_at"] is not None and str(row["expires_at"]) <= utcnow():
-            raise Unauthorized("token expired")
+        _check(row, secret, kinds)
         return row
 
     def _principal(self, username: str, token_id: str | None) -> Principal:
@@ -150,8 +160,15 @@ class AuthService:
         return Principal(username, user["kind"], dict(user["roles"]), token_id)
 
     def authenticate_token(self, token: str) -> Principal:
-        row = self._lookup(token, ("session", "api"))
-        return self._principal(str(row["username"]), str(row["id"]))
+        token_id, secret = _split(token)
+        try:
+            row, user = self.store.token_and_user(token_id)
+        except NotFound:
+            raise Unauthorized("unknown token") from None
+        _check(row, secret, ("session", "api"))
+        if user["disabled"]:
+            raise Unauthorized("account disabled")
+        return Principal(str(row["username"]), user["kind"], dict(user["roles"]), token_id)
 
     def revoke(self, token_id: str) -> None:
         self.store.revoke_token(token_id)

@@ -334,8 +334,8 @@ class HubStore:
     ) -> tuple[str, list[Any]]:
         """The type, id and idPattern part of ``q`` as one SQL condition.
 
-        ``driving`` writes a single type as ``rid IN (…)``, which SQLite walks in rid
-        order (so ``ORDER BY rid LIMIT n`` stops early); otherwise a correlated EXISTS.
+        ``driving`` writes a type as ``rid IN (…)``, which SQLite walks in rid order (so
+        ``ORDER BY rid LIMIT n`` stops early); otherwise a test on each candidate row.
         """
         sql: list[str] = ["1 = 1"]
         params: list[Any] = []
@@ -344,13 +344,21 @@ class HubStore:
             for conj in q.types:
                 ands = []
                 for t in conj:
-                    ands.append(
-                        "e.rid IN (SELECT rid FROM hub_entity_types WHERE tenant = ? AND type = ?)"
-                        if driving
-                        else "EXISTS (SELECT 1 FROM hub_entity_types t WHERE t.rid = e.rid "
-                        "AND t.tenant = ? AND t.type = ?)"
-                    )
-                    params.extend([tenant, t])
+                    if driving:
+                        ands.append(
+                            "e.rid IN (SELECT rid FROM hub_entity_types "
+                            "WHERE tenant = ? AND type = ?)"
+                        )
+                        params.extend([tenant, t])
+                    elif self.pg:  # on the row itself: no join for the planner to misjudge
+                        ands.append("e.types @> CAST(? AS jsonb)")
+                        params.append(_dumps([t]))
+                    else:
+                        ands.append(
+                            "EXISTS (SELECT 1 FROM hub_entity_types t WHERE t.rid = e.rid "
+                            "AND t.tenant = ? AND t.type = ?)"
+                        )
+                        params.extend([tenant, t])
                 ors.append("(" + " AND ".join(ands) + ")")
             sql.append("(" + " OR ".join(ors) + ")")
         if q.ids:
@@ -379,7 +387,8 @@ class HubStore:
         if driver is not None:
             sql.append(f"({driver[0]})")
             params.extend(driver[1])
-        sel, sel_params = self.selector_condition(tenant, q, driving=driver is None)
+        # a geo-query leads through the spatial index: types are then checked per row
+        sel, sel_params = self.selector_condition(tenant, q, driving=gf is None)
         # SQLite: "+" keeps the planner off the tenant index, so the rid lists drive
         sql += ["e.tenant = ?" if self.pg or not (q.types or driver) else "+e.tenant = ?", sel]
         params += [tenant, *sel_params]

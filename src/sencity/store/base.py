@@ -95,6 +95,9 @@ CORE_MIGRATIONS = [
 ]
 
 
+_JOINED = ("user_kind", "user_disabled", "tenant", "role")
+
+
 class Store(abc.ABC):
     """Base class of every backend.  Subclasses implement the connection layer."""
 
@@ -324,6 +327,26 @@ class Store(abc.ABC):
         if not rows:
             raise NotFound(f"token '{token_id}' does not exist")
         return rows[0]
+
+    def token_and_user(self, token_id: str) -> tuple[Row, Row]:
+        """A token and its user (with ``roles``) in one query: every API request asks."""
+        rows = self._read(
+            "SELECT t.*, u.kind AS user_kind, u.disabled AS user_disabled, r.tenant, r.role "
+            "FROM tokens t JOIN users u ON u.username = t.username "
+            "LEFT JOIN user_roles r ON r.username = t.username WHERE t.id = ?",
+            (token_id,),
+        )
+        if not rows:
+            raise NotFound(f"token '{token_id}' does not exist")
+        first = rows[0]
+        token = {k: v for k, v in first.items() if k not in _JOINED}
+        user = {
+            "username": first["username"],
+            "kind": first["user_kind"],
+            "disabled": bool(first["user_disabled"]),
+            "roles": {r["tenant"]: r["role"] for r in rows if r["tenant"] is not None},
+        }
+        return token, user
 
     def list_tokens(self, username: str | None = None) -> list[Row]:
         if username is None:
