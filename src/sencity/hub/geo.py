@@ -504,32 +504,25 @@ def sqlite_split(
 ) -> tuple[tuple[str, list[Any]] | None, tuple[str, list[Any]]]:
     """The SQLite geo-query as (R*Tree prefilter or None, exact check), so a query can
     start from the prefilter and run the (costlier) exact check after its other tests."""
-    sql, params = _sqlite_sql(gq, attr_iri, indexed)
-    if not sql.startswith("(e.rid IN"):
-        return None, (sql, params)
-    prefilter, check = sql[1:-1].split(" AND sc_geo", 1)
-    return (prefilter, params[:4]), ("sc_geo" + check, params[4:])
-
-
-def _sqlite_sql(gq: GeoQuery, attr_iri: str, indexed: bool) -> tuple[str, list[Any]]:
-    check = "sc_geo(?, json_extract(e.attrs, ?), ?, ?, ?) = 1"
-    params: list[Any] = [
-        gq.georel,
-        '$."' + attr_iri + '"',
-        gq.geometry_json,
-        gq.min_distance,
-        gq.max_distance,
-    ]
+    check = (
+        "sc_geo(?, json_extract(e.attrs, ?), ?, ?, ?) = 1",
+        [gq.georel, '$."' + attr_iri + '"', gq.geometry_json, gq.min_distance, gq.max_distance],
+    )
     box = search_box(gq) if indexed else None
     if box is None:
-        return check, params
-    minx, maxx, miny, maxy = box
+        return None, check
     if gq.georel == "contains":  # the entity's box contains the query's box
         cond = "minx <= ? AND maxx >= ? AND miny <= ? AND maxy >= ?"
     else:  # the boxes intersect
         cond = "maxx >= ? AND minx <= ? AND maxy >= ? AND miny <= ?"
-    prefilter = f"e.rid IN (SELECT rid FROM hub_location WHERE {cond})"
-    return f"({prefilter} AND {check})", [minx, maxx, miny, maxy, *params]
+    return (f"e.rid IN (SELECT rid FROM hub_location WHERE {cond})", list(box)), check
+
+
+def _sqlite_sql(gq: GeoQuery, attr_iri: str, indexed: bool) -> tuple[str, list[Any]]:
+    prefilter, check = sqlite_split(gq, attr_iri, indexed)
+    if prefilter is None:
+        return check
+    return f"({prefilter[0]} AND {check[0]})", [*prefilter[1], *check[1]]
 
 
 def search_box(gq: GeoQuery) -> tuple[float, float, float, float] | None:

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from sencity.errors import BadRequest
-from sencity.hub.geo import validate_geometry
+from sencity.hub.geo import GEOMETRY_TYPES, validate_geometry
 
 PROPERTY = "Property"
 RELATIONSHIP = "Relationship"
@@ -41,15 +41,6 @@ VALUE_KEY = {
     LISTRELATIONSHIP: "objectList",
 }
 KIND_OF_KEY = {v: k for k, v in VALUE_KEY.items() if k != GEOPROPERTY}
-GEOMETRY_TYPES = {
-    "Point",
-    "MultiPoint",
-    "LineString",
-    "MultiLineString",
-    "Polygon",
-    "MultiPolygon",
-    "GeometryCollection",
-}
 #: members of an attribute instance that are not sub-attributes
 INSTANCE_MEMBERS = {
     "type",

@@ -428,8 +428,6 @@ class HubStore:
         PostgreSQL finds the radius that holds the page by a nearest-neighbour index scan;
         SQLite starts from the radius its R*Tree says should hold several pages and
         doubles it until the page is full."""
-        need = q.offset + q.limit
-        full = float(gf.query.max_distance or 0.0)
         if self.pg:
             return (
                 self._knn_page(tx, tenant, q, gf) if gf.indexed else self._page(tx, tenant, q, gf)
@@ -437,6 +435,8 @@ class HubStore:
         box = geo.search_box(gf.query) if gf.indexed else None
         if box is None:
             return self._page(tx, tenant, q, gf)
+        need = q.offset + q.limit
+        full = float(gf.query.max_distance or 0.0)
         minx, maxx, miny, maxy = box
         in_box = tx.execute(
             "SELECT count(*) AS n FROM hub_location "
