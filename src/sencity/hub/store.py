@@ -87,6 +87,14 @@ class Change:
     after: Entity | None
 
 
+#: ``hook(tx, tenant, changes, now)``: runs inside every write transaction of the hub,
+#: after the entities are written.  It sees every change (created, updated, deleted, with
+#: the states before and after) and may write its own tables in the same transaction:
+#: what it writes commits with the change or not at all.  Raising rolls the whole write
+#: back.  History (:mod:`sencity.hub.temporal`) and the subscriptions' outbox use it.
+WriteHook = Callable[[Tx, str, dict[str, "Change"], str], None]
+
+
 class HubStore:
     def __init__(self, store: Store, bus: EventBus | None = None) -> None:
         self.store = store
@@ -96,6 +104,9 @@ class HubStore:
         if hook is not None:
             hook(sqlite_functions)
         self._j = "CAST(? AS jsonb)" if self.pg else "?"
+        self.write_hooks: list[WriteHook] = []
+        #: ``hook(tenant, changes)`` after a write committed (e.g. to wake a sender)
+        self.commit_hooks: list[Callable[[str, dict[str, Change]], None]] = []
 
     # -- rows ----------------------------------------------------------------------------
     def _entity(self, row: dict[str, Any]) -> Entity:
@@ -211,6 +222,12 @@ class HubStore:
                     updates.append((rows[eid]["rid"], orig, after))
                     changes[eid] = Change("updated", orig, after)
             self._write(tx, tenant, inserts, updates, deletes)
+            if changes:
+                for hook in self.write_hooks:
+                    hook(tx, tenant, changes, now)
+        if changes:
+            for done in self.commit_hooks:
+                done(tenant, changes)
         if self.bus is not None:
             for event in self._events(tenant, changes):
                 self.bus.publish(event)
