@@ -137,6 +137,37 @@ class HubSettings(_Section):
     )
 
 
+class SubscriptionSettings(_Section):
+    retries: int = Field(
+        5, ge=0, le=100, description="Delivery attempts after the first failed one."
+    )
+    backoff_base: float = Field(
+        1.0, gt=0, description="Seconds before the first retry; each further one doubles it."
+    )
+    backoff_max: float = Field(300.0, gt=0, description="Longest wait between two attempts.")
+    http_timeout: float = Field(
+        10.0, gt=0, le=300, description="Seconds allowed for one notification to be delivered."
+    )
+    endpoint_concurrency: int = Field(
+        8, ge=1, le=1000, description="Notifications in flight at once to one endpoint."
+    )
+    endpoint_queue: int = Field(
+        10_000,
+        ge=10,
+        description="Notifications held in memory per endpoint; more wait in the outbox.",
+    )
+    batch: int = Field(500, ge=1, le=100_000, description="Outbox rows claimed at once.")
+    poll_interval: float = Field(
+        1.0, gt=0, le=60, description="Seconds between two scans of the outbox for due rows."
+    )
+    lease_seconds: float = Field(
+        60.0, gt=0, description="How long a process owns the outbox rows it is delivering."
+    )
+    reload_seconds: float = Field(
+        30.0, gt=0, description="Seconds between two reloads of the subscriptions from the store."
+    )
+
+
 class PluginSettings(_Section):
     disabled: list[str] = Field(default_factory=list, description="Names of plugins not to load.")
 
@@ -155,6 +186,7 @@ class Settings(_Section):
     bus: BusSettings = Field(default_factory=BusSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     hub: HubSettings = Field(default_factory=HubSettings)
+    subscriptions: SubscriptionSettings = Field(default_factory=SubscriptionSettings)
     plugins: PluginSettings = Field(default_factory=PluginSettings)
 
     @property

@@ -31,6 +31,7 @@ BUILTIN_PLUGINS = (
     "sencity.auth.plugin",
     "sencity.core.tenants",
     "sencity.hub.plugin",
+    "sencity.subs.plugin",
     "sencity.web.plugin",
 )
 

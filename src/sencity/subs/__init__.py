@@ -1,0 +1,1 @@
+"""NGSI-LD subscriptions: matching entity changes and delivering notifications."""
