@@ -118,6 +118,32 @@ class MetricsSettings(_Section):
     )
 
 
+class RetentionRule(_Section):
+    """How long one tenant's (or every tenant's) history of one type (or all) is kept."""
+
+    tenant: str = Field("*", description="Tenant name, or * for every tenant.")
+    type: str = Field("*", description="Entity type (full IRI or short name), or * for all.")
+    raw_days: float = Field(gt=0, description="Days raw instances are kept.")
+    rollup: str = Field(
+        "", description="Period of the aggregates kept after that (PT1H, P1D…); empty: none."
+    )
+    rollup_days: float = Field(3650.0, gt=0, description="Days those aggregates are kept.")
+
+    @field_validator("rollup")
+    @classmethod
+    def _period(cls, v: str) -> str:
+        if v:
+            from sencity.hub.durations import parse_duration
+
+            try:
+                p = parse_duration(v, "rollup")
+            except Exception as exc:  # BadRequest: say it as a settings error
+                raise ValueError(str(exc)) from None
+            if p.calendar:
+                raise ValueError("rollup must be a fixed length (PT1H, P1D…), not months")
+        return v
+
+
 class HubSettings(_Section):
     default_limit: int = Field(
         20, ge=1, le=10_000, description="Entities per page when a query gives no limit."
@@ -134,6 +160,21 @@ class HubSettings(_Section):
     )
     context_timeout: float = Field(
         5.0, gt=0, le=60, description="Seconds allowed to fetch one @context URL."
+    )
+    history: bool = Field(
+        True, description="Keep every change of every attribute for the temporal API."
+    )
+    temporal_page_size: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="Instances per attribute in one temporal answer (206 beyond).",
+    )
+    retention: list[RetentionRule] = Field(
+        default_factory=list, description="History retention and downsampling rules."
+    )
+    retention_interval: float = Field(
+        3600.0, gt=0, description="Seconds between two runs of the retention rules."
     )
 
 

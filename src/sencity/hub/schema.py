@@ -73,4 +73,52 @@ MIGRATIONS = [
             "created_at TEXT NOT NULL)"
         ],
     ),
+    Migration(
+        "hub",
+        3,
+        sqlite=[
+            """CREATE TABLE hub_tentities (
+                tid INTEGER PRIMARY KEY, tenant TEXT NOT NULL, id TEXT NOT NULL,
+                types TEXT NOT NULL, created_at TEXT NOT NULL, deleted_at TEXT,
+                UNIQUE (tenant, id))""",
+            """CREATE TABLE hub_tseries (
+                sid INTEGER PRIMARY KEY,
+                tid INTEGER NOT NULL REFERENCES hub_tentities(tid) ON DELETE CASCADE,
+                attr TEXT NOT NULL, ds TEXT NOT NULL, kind TEXT NOT NULL,
+                UNIQUE (tid, attr, ds))""",
+            # clustered by series and time: a series' range is one sequential read
+            """CREATE TABLE hub_history (
+                sid INTEGER NOT NULL, ts INTEGER NOT NULL, iid INTEGER NOT NULL,
+                obs INTEGER NOT NULL, rec INTEGER NOT NULL, mod INTEGER NOT NULL,
+                deleted INTEGER NOT NULL, num REAL, val TEXT, meta TEXT,
+                PRIMARY KEY (sid, ts, iid)) WITHOUT ROWID""",
+            """CREATE TABLE hub_rollup (
+                sid INTEGER NOT NULL, ts INTEGER NOT NULL, period INTEGER NOT NULL,
+                n INTEGER NOT NULL, nn INTEGER NOT NULL, s REAL, ss REAL, mn REAL, mx REAL,
+                PRIMARY KEY (sid, ts)) WITHOUT ROWID""",
+        ],
+        postgresql=[
+            """CREATE TABLE hub_tentities (
+                tid BIGSERIAL PRIMARY KEY, tenant TEXT NOT NULL, id TEXT NOT NULL,
+                types JSONB NOT NULL, created_at TEXT NOT NULL, deleted_at TEXT,
+                UNIQUE (tenant, id))""",
+            """CREATE TABLE hub_tseries (
+                sid BIGSERIAL PRIMARY KEY,
+                tid BIGINT NOT NULL REFERENCES hub_tentities(tid) ON DELETE CASCADE,
+                attr TEXT NOT NULL, ds TEXT NOT NULL, kind TEXT NOT NULL,
+                UNIQUE (tid, attr, ds))""",
+            # one partition per calendar month (created on demand, see hub.temporal)
+            """CREATE TABLE hub_history (
+                sid BIGINT NOT NULL, ts BIGINT NOT NULL, iid BIGINT NOT NULL,
+                obs SMALLINT NOT NULL, rec BIGINT NOT NULL, mod BIGINT NOT NULL,
+                deleted SMALLINT NOT NULL, num DOUBLE PRECISION, val TEXT, meta TEXT,
+                PRIMARY KEY (sid, ts, iid)) PARTITION BY RANGE (ts)""",
+            "CREATE INDEX hub_history_ts_brin ON hub_history USING BRIN (ts)",
+            """CREATE TABLE hub_rollup (
+                sid BIGINT NOT NULL, ts BIGINT NOT NULL, period BIGINT NOT NULL,
+                n BIGINT NOT NULL, nn BIGINT NOT NULL, s DOUBLE PRECISION,
+                ss DOUBLE PRECISION, mn DOUBLE PRECISION, mx DOUBLE PRECISION,
+                PRIMARY KEY (sid, ts))""",
+        ],
+    ),
 ]
