@@ -22,7 +22,10 @@ from sencity.core.platform import prepare_store
 from tests.conftest import _pg_schema_url, start_server, stop_server
 from tests.hub.conformance.conftest import NGSI
 
-#: quick retries, so failures and recoveries show within a test's time
+#: quick retries, so failures and recoveries show within a test's time; one notification
+#: at a time per endpoint, so one endpoint gets its notifications in the order of the writes
+#: (a test can write something that must not notify, then something that must, and know
+#: the first did not once the second has come)
 SUBS_CONFIG = """[hub]
 context_fetch = false
 [subscriptions]
@@ -31,6 +34,7 @@ backoff_max = 1.0
 retries = 4
 poll_interval = 0.2
 http_timeout = 2.0
+endpoint_concurrency = 1
 """
 
 
