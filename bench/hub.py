@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -169,46 +170,68 @@ end
     return float(out.split("Requests/sec:")[1].split()[0])
 
 
-def main() -> None:
-    backend = sys.argv[1] if len(sys.argv) > 1 else "sqlite"
-    tmp = Path(tempfile.mkdtemp(prefix="sencity-hubbench-"))
-    if backend == "postgresql":
-        import psycopg
+def scratch_store(backend: str, tmp: Path) -> tuple[str, Callable[[], None]]:
+    """A fresh store URL for ``backend`` and a function that drops it afterwards.
 
-        # a scratch database is made (and dropped) through this administrator URL
-        admin = os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
-        name = f"sencity_bench_{os.getpid()}"
+    PostgreSQL: a scratch database made (and dropped) through ``BENCH_PG_ADMIN``."""
+    if backend != "postgresql":
+        return f"sqlite:///{tmp / 'hub.db'}", lambda: None
+    import psycopg
+
+    admin = os.environ.get("BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+    name = f"sencity_bench_{os.getpid()}"
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        c.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
         with psycopg.connect(admin, autocommit=True) as c:
-            c.execute(f'DROP DATABASE IF EXISTS "{name}"')
-            c.execute(f'CREATE DATABASE "{name}"')
-        url = admin.rsplit("/", 1)[0] + f"/{name}"
-    else:
-        url = f"sqlite:///{tmp / 'hub.db'}"
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return admin.rsplit("/", 1)[0] + f"/{name}", drop
+
+
+def bench_token(url: str) -> str:
+    """Migrate the store and give a platform admin's token."""
     settings = load_settings(None, {"store": {"url": url}}, environ={})
     store = prepare_store(settings)
     store.create_user("bench", roles={"*": "admin"})
     token, _ = AuthService(store, settings).issue_token("bench")
     store.close()
+    return token
+
+
+def start(url: str, tmp: Path, **env_extra: str) -> tuple[subprocess.Popen[bytes], str]:
+    """``sencity serve`` on a free port (its log in ``tmp``); returns it and its base URL."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENCITY_")}
+    log = open(tmp / f"server-{port}.log", "wb")  # noqa: SIM115
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sencity", "serve", "--store", url, "--port", str(port)],
+        env={**env, "SENCITY_LOG__LEVEL": "WARNING", **env_extra},
+        stdout=log,
+        stderr=log,
+        cwd=tmp,
+    )
+    log.close()
+    _wait(port, server)
+    return server, f"http://127.0.0.1:{port}"
+
+
+def main() -> None:
+    backend = sys.argv[1] if len(sys.argv) > 1 else "sqlite"
+    tmp = Path(tempfile.mkdtemp(prefix="sencity-hubbench-"))
+    url, drop = scratch_store(backend, tmp)
+    token = bench_token(url)
     rnd = random.Random(42)
     now = "2026-11-25T08:00:00Z"
     bodies = [
         [make_entity(i, rnd, now) for i in range(b, min(b + BATCH, N))] for b in range(0, N, BATCH)
     ]
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SENCITY_")}
-    log = open(tmp / "server.log", "wb")  # noqa: SIM115
-    server = subprocess.Popen(
-        [sys.executable, "-m", "sencity", "serve", "--store", url, "--port", str(port)],
-        env={**env, "SENCITY_LOG__LEVEL": "WARNING"},
-        stdout=log,
-        stderr=log,
-        cwd=tmp,
-    )
-    base = f"http://127.0.0.1:{port}"
+    server, base = start(url, tmp)
     tenant = "bench"
     results: list[tuple[str, str]] = []
     try:
-        _wait(port, server)
         h = {
             "Authorization": f"Bearer {token}",
             "NGSILD-Tenant": tenant,
@@ -270,10 +293,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait()
-        log.close()
-        if backend == "postgresql":  # the scratch database goes with the run
-            with psycopg.connect(admin, autocommit=True) as c:
-                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop()  # the scratch database goes with the run
     print(
         f"\nContext hub ({backend}), {N:,} entities of {ATTRS_PER_ENTITY} attributes, "
         f"batches of {BATCH}"

@@ -69,13 +69,10 @@ def iso_us(value: str) -> int:
 
 def us_iso(us: int) -> str:
     """ISO 8601 UTC text of epoch microseconds, with only the fraction it needs."""
-    dt = EPOCH + timedelta(microseconds=us)
-    frac = us % US
-    if frac == 0:
-        return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-    if frac % 1000 == 0:
-        return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{frac // 1000:03d}Z"
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    text = (EPOCH + timedelta(microseconds=us)).isoformat()[:-6]  # drop "+00:00"
+    if len(text) > 19 and text.endswith("000"):  # whole milliseconds: three digits
+        text = text[:-3]
+    return text + "Z"
 
 
 @dataclass(frozen=True)

@@ -76,16 +76,39 @@ def instance_row(
     if kind != series_kind:
         meta["type"] = kind
     ts = iso_us(obs_at) if obs_at else mod
-    return (
-        ts,
-        1 if obs_at else 0,
-        rec,
-        mod,
-        1 if deleted else 0,
-        None if deleted else number(value),
-        None if deleted else _dumps(value),
-        _dumps(meta) if meta else None,
-    )
+    if deleted:
+        return ts, 1 if obs_at else 0, rec, mod, 1, None, None, _meta(meta)
+    return ts, 1 if obs_at else 0, rec, mod, 0, number(value), _value(value), _meta(meta)
+
+
+def _value(value: Any) -> str:
+    """JSON text of a value; numbers and booleans without the encoder (the common case)."""
+    t = type(value)
+    if t is float and math.isfinite(value):
+        return repr(value)
+    if t is int:
+        return str(value)
+    if t is bool:
+        return "true" if value else "false"
+    return _dumps(value)
+
+
+_meta_texts: dict[tuple[tuple[str, str], ...], str] = {}
+
+
+def _meta(meta: dict[str, Any]) -> str | None:
+    """JSON text of the other members; unitCode-like string members come from a cache."""
+    if not meta:
+        return None
+    if len(meta) <= 3 and all(type(v) is str for v in meta.values()):
+        key = tuple(meta.items())
+        text = _meta_texts.get(key)
+        if text is None:
+            text = _dumps(meta)
+            if len(_meta_texts) < 10_000:
+                _meta_texts[key] = text
+        return text
+    return _dumps(meta)
 
 
 @dataclass
@@ -646,14 +669,23 @@ class TemporalStore:
                     cur = partials[r["sid"]].get(b)
                     vals = [r["n"], r["nn"], r["s"], r["ss"], r["mn"], r["mx"], r["dc"]]
                     partials[r["sid"]][b] = vals if cur is None else _combine(cur, vals)
+        bounds: dict[int, str] = {}
+
+        def bound(b: int) -> str:
+            text = bounds.get(b)
+            if text is None:
+                if ag.period.calendar:
+                    text = bounds[b] = _iso(ag.period.start(ag.origin, b))
+                else:
+                    text = bounds[b] = us_iso(origin_us + b * ag.period.us)
+            return text
+
+        whole = ag.period.us >= WHOLE_US  # one bucket: the caller knows where it ends
         for sid, s in series.items():
             out: dict[str, list[list[Any]]] = {m: [] for m in ag.methods}
             for b in sorted(partials[sid]):
                 n, nn, total, sq, mn, mx, dc = partials[sid][b]
-                start = ag.period.start(ag.origin, b)
-                # one bucket for the whole interval: the caller knows where it ends
-                end = start if ag.period.us >= WHOLE_US else ag.period.start(ag.origin, b + 1)
-                span = [_iso(start), _iso(end)]
+                span = [bound(b), bound(b if whole else b + 1)]
                 for m in ag.methods:
                     value = _method(m, n, nn, total, sq, mn, mx, dc)
                     if value is not None:
@@ -774,6 +806,8 @@ class TemporalStore:
 
 def _differs(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Two instances differ by more than their system times."""
+    if a.get("value") != b.get("value") or a.get("observedAt") != b.get("observedAt"):
+        return True  # the usual case, decided at once
     if len(a.keys() - _SYSTEM) != len(b.keys() - _SYSTEM):
         return True
     return any(a.get(k) != b.get(k) for k in a if k not in _SYSTEM)
