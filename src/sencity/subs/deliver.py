@@ -150,7 +150,12 @@ class Deliverer:
         """(owner, lease end) for rows this process will deliver itself, or None."""
         if not self.running:
             return None
-        return self.owner, later(self.settings.lease_seconds)
+        return self.owner, later(self.lease_seconds)
+
+    @property
+    def lease_seconds(self) -> float:
+        """Long enough to send a row once claimed: the timeout and some."""
+        return max(self.settings.lease_seconds, self.settings.http_timeout + 5.0)
 
     def submit(self, jobs: list[Job]) -> None:
         loop = self._loop
@@ -249,7 +254,7 @@ class Deliverer:
             jobs = await asyncio.to_thread(
                 self.store.claim,
                 self.owner,
-                later(self.settings.lease_seconds),
+                later(self.lease_seconds),
                 self.settings.batch,
                 full[:200],
             )
