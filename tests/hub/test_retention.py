@@ -70,9 +70,10 @@ def test_old_history_is_rolled_up_then_dropped(
     with server.client(token, headers={"NGSILD-Tenant": "city"}) as c:
         raw = c.get("/ngsi-ld/v1/temporal/entities/urn:ngsi-ld:Sensor:r1").json()
         assert [i["value"] for i in raw["pm25"]] == [7.0]
-        assert c.get("/ngsi-ld/v1/temporal/entities/urn:ngsi-ld:Camera:c1").json().get(
-            "frames"
-        ) is None
+        assert (
+            c.get("/ngsi-ld/v1/temporal/entities/urn:ngsi-ld:Camera:c1").json().get("frames")
+            is None
+        )
         agg = c.get(
             "/ngsi-ld/v1/temporal/entities/urn:ngsi-ld:Sensor:r1",
             params={

@@ -656,8 +656,9 @@ class TemporalStore:
                     rows += [
                         {**r, "dc": None}
                         for r in tx.execute(
-                            f"SELECT sid, b, CAST(sum(n) AS BIGINT) AS n, CAST(sum(nn) AS BIGINT) AS nn, sum(s) AS s, "
-                            f"sum(ss) AS ss, min(mn) AS mn, max(mx) AS mx FROM "
+                            "SELECT sid, b, CAST(sum(n) AS BIGINT) AS n, "
+                            "CAST(sum(nn) AS BIGINT) AS nn, sum(s) AS s, "
+                            "sum(ss) AS ss, min(mn) AS mn, max(mx) AS mx FROM "
                             f"(SELECT sid, {rbucket} AS b, n, nn, s, ss, mn, mx FROM hub_rollup "
                             f"WHERE sid IN ({marks}) AND {rcond} AND ts >= ?) AS r "
                             "GROUP BY sid, b",
