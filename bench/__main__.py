@@ -10,6 +10,10 @@ BENCHES = [
     ["bench.http_api", "sqlite"],
     ["bench.hub", "sqlite"],
     ["bench.hub", "postgresql"],
+    ["bench.hub_temporal", "sqlite"],
+    ["bench.hub_temporal", "postgresql"],
+    ["bench.notify", "sqlite"],
+    ["bench.notify", "postgresql"],
 ]
 
 

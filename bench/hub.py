@@ -206,8 +206,11 @@ def start(url: str, tmp: Path, **env_extra: str) -> tuple[subprocess.Popen[bytes
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENCITY_")}
     log = open(tmp / f"server-{port}.log", "wb")  # noqa: SIM115
+    # BENCH_PROFILE=file: the server runs under cProfile and writes its profile there
+    prof = os.environ.get("BENCH_PROFILE")
+    profiling = ["-m", "cProfile", "-o", prof] if prof else []
     server = subprocess.Popen(
-        [sys.executable, "-m", "sencity", "serve", "--store", url, "--port", str(port)],
+        [sys.executable, *profiling, "-m", "sencity", "serve", "--store", url, "--port", str(port)],
         env={**env, "SENCITY_LOG__LEVEL": "WARNING", **env_extra},
         stdout=log,
         stderr=log,

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import httpx
+import aiohttp
 
 from sencity.config import SubscriptionSettings
 from sencity.store.base import utcnow
@@ -140,7 +140,7 @@ class Deliverer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._flush = Flush()
         self._retry_at: float | None = None
-        self._http: httpx.AsyncClient | None = None
+        self._http: aiohttp.ClientSession | None = None
         self._mqtt: MqttLinks | None = None
         self.delivered = 0
         self.failed = 0
@@ -182,10 +182,11 @@ class Deliverer:
         s = self.settings
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        self._http = httpx.AsyncClient(
-            timeout=s.http_timeout,
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=200),
-            follow_redirects=False,
+        # aiohttp, not httpx: its connection pool stays cheap with thousands of endpoints
+        self._http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
+            timeout=aiohttp.ClientTimeout(total=s.http_timeout),
+            skip_auto_headers=("User-Agent",),
         )
         self._mqtt = MqttLinks(s.http_timeout, f"sencity-{self.owner[:8]}")
         if self.store.store.dialect == "sqlite":
@@ -231,7 +232,7 @@ class Deliverer:
         except Exception:
             log.exception("could not write back the last delivery results")
         if self._http is not None:
-            await self._http.aclose()
+            await self._http.close()
         if self._mqtt is not None:
             await self._mqtt.close()
         self._loop = None
@@ -321,11 +322,16 @@ class Deliverer:
             await self._mqtt.publish(job, mqtt_payload(job), timeout)
             return
         assert self._http is not None
-        resp = await self._http.post(
-            job.uri, content=job.body, headers=job.headers, timeout=timeout
-        )
-        if not 200 <= resp.status_code < 300:
-            code = resp.status_code
+        async with self._http.post(
+            job.uri,
+            data=job.body,
+            headers=job.headers,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            allow_redirects=False,
+        ) as resp:
+            await resp.read()
+            code = resp.status
+        if not 200 <= code < 300:
             raise DeliveryError(
                 f"HTTP {code}", retry=not (400 <= code < 500) or code in RETRYABLE_4XX
             )
