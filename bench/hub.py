@@ -185,6 +185,9 @@ def scratch_store(backend: str, tmp: Path) -> tuple[str, Callable[[], None]]:
         c.execute(f'CREATE DATABASE "{name}"')
 
     def drop() -> None:
+        if os.environ.get("BENCH_KEEP"):  # keep the data to look into it afterwards
+            print(f"kept: {admin.rsplit('/', 1)[0]}/{name}")
+            return
         with psycopg.connect(admin, autocommit=True) as c:
             c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -635,41 +635,48 @@ class TemporalStore:
                 tx.execute("SET LOCAL max_parallel_workers_per_gather = 2")
             self._load_series(tx, ents, tq.attrs)
             series = {s.sid: s for e in ents for s in e.series}
-            partials: dict[int, dict[int, list[Any]]] = {sid: {} for sid in series}
-            for chunk in _chunks(list(series)):
+            partials: dict[int, dict[int, Sequence[Any]]] = {sid: {} for sid in series}
+            ms = set(ag.methods)
+            # only the partial sums the asked methods need (the others stay NULL)
+            s_ = "sum(num)" if ms & {"sum", "avg", "stddev"} else "NULL"
+            ss_ = "sum(num * num)" if ms & {"sumsq", "stddev"} else "NULL"
+            mn_ = "min(num)" if "min" in ms else "NULL"
+            mx_ = "max(num)" if "max" in ms else "NULL"
+            dc_ = "count(DISTINCT val)" if distinct else "0"
+            bucket, bparams = self._bucket_sql(col, ag, origin_us)
+            # SQLite sorts rows to group them: one series at a time sorts far less
+            # (rows already come in time order); PostgreSQL hashes all series at once
+            for chunk in _chunks(list(series)) if self.pg else ([sid] for sid in series):
                 marks = ",".join("?" * len(chunk))
-                bucket, bparams = self._bucket_sql(col, ag, origin_us)
-                dc = "count(DISTINCT val)" if distinct else "0"
-                rows = tx.execute(
-                    f"SELECT sid, b, count(*) AS n, count(num) AS nn, sum(num) AS s, "
-                    f"sum(num * num) AS ss, min(num) AS mn, max(num) AS mx, {dc} AS dc FROM "
-                    f"(SELECT sid, {bucket} AS b, num, val FROM hub_history "
-                    f"WHERE sid IN ({marks}) AND deleted = 0 AND {cond}) AS h GROUP BY sid, b",
+                rows = tx.tuples(
+                    f"SELECT sid, b, count(*) AS n, count(num) AS nn, {s_} AS s, "
+                    f"{ss_} AS ss, {mn_} AS mn, {mx_} AS mx, {dc_} AS dc FROM "
+                    f"(SELECT sid, {bucket} AS b, num{', val' if distinct else ''} "
+                    f"FROM hub_history WHERE sid IN ({marks}) AND deleted = 0 AND {cond}) AS h "
+                    + ("GROUP BY sid, b" if self.pg else "GROUP BY b"),  # SQLite: one sid
                     [*bparams, *chunk, *cparams],
                 )
-                if col == "ts":
-                    rcond, rparams = TemporalQuery(
-                        timeprop="createdAt", lo=tq.lo, hi=tq.hi, lo_strict=tq.lo_strict
-                    ).where()
-                    rcond = rcond.replace("rec", "ts")
-                    rbucket, rbparams = self._bucket_sql("ts", ag, origin_us)
-                    rows += [
-                        {**r, "dc": None}
-                        for r in tx.execute(
-                            "SELECT sid, b, CAST(sum(n) AS BIGINT) AS n, "
-                            "CAST(sum(nn) AS BIGINT) AS nn, sum(s) AS s, "
-                            "sum(ss) AS ss, min(mn) AS mn, max(mx) AS mx FROM "
-                            f"(SELECT sid, {rbucket} AS b, n, nn, s, ss, mn, mx FROM hub_rollup "
-                            f"WHERE sid IN ({marks}) AND {rcond} AND ts >= ?) AS r "
-                            "GROUP BY sid, b",
-                            [*rbparams, *chunk, *rparams, origin_us],
-                        )
-                    ]
-                for r in rows:
-                    b = int(r["b"])
-                    cur = partials[r["sid"]].get(b)
-                    vals = [r["n"], r["nn"], r["s"], r["ss"], r["mn"], r["mx"], r["dc"]]
-                    partials[r["sid"]][b] = vals if cur is None else _combine(cur, vals)
+                for sid, b, *vals in rows:
+                    partials[sid][int(b)] = vals
+            if col == "ts":  # periods already rolled up by retention
+                rcond, rparams = TemporalQuery(
+                    timeprop="createdAt", lo=tq.lo, hi=tq.hi, lo_strict=tq.lo_strict
+                ).where()
+                rcond = rcond.replace("rec", "ts")
+                rbucket, rbparams = self._bucket_sql("ts", ag, origin_us)
+                for chunk in _chunks(list(series)):
+                    marks = ",".join("?" * len(chunk))
+                    for sid, b, *vals in tx.tuples(
+                        "SELECT sid, b, CAST(sum(n) AS BIGINT) AS n, "
+                        "CAST(sum(nn) AS BIGINT) AS nn, sum(s) AS s, "
+                        "sum(ss) AS ss, min(mn) AS mn, max(mx) AS mx, NULL AS dc FROM "
+                        f"(SELECT sid, {rbucket} AS b, n, nn, s, ss, mn, mx FROM hub_rollup "
+                        f"WHERE sid IN ({marks}) AND {rcond} AND ts >= ?) AS r "
+                        "GROUP BY sid, b",
+                        [*rbparams, *chunk, *rparams, origin_us],
+                    ):
+                        cur = partials[sid].get(int(b))
+                        partials[sid][int(b)] = vals if cur is None else _combine(cur, vals)
         bounds: dict[int, str] = {}
 
         def bound(b: int) -> str:
@@ -822,7 +829,7 @@ def type_matches(iri: str, wanted: str) -> bool:
     return tail == wanted
 
 
-def _combine(a: list[Any], b: list[Any]) -> list[Any]:
+def _combine(a: Sequence[Any], b: Sequence[Any]) -> list[Any]:
     def lo(x: Any, y: Any) -> Any:
         return y if x is None else x if y is None else min(x, y)
 

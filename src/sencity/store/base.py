@@ -44,6 +44,10 @@ class Tx(abc.ABC):
     @abc.abstractmethod
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
 
+    @abc.abstractmethod
+    def tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Like :meth:`execute`, rows as tuples in column order (cheaper for bulk reads)."""
+
     def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         rows = self.execute(sql, params)
         return rows[0] if rows else None

@@ -13,7 +13,7 @@ from sencity.store.factory import redact_url
 try:
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
-    from psycopg.rows import dict_row
+    from psycopg.rows import dict_row, tuple_row
     from psycopg_pool import ConnectionPool, PoolTimeout
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise StoreUnavailable(
@@ -38,6 +38,11 @@ class _PgTx(Tx):
         if cur.description is None:
             return []
         return list(cur.fetchall())
+
+    def tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self.conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(to_pg(sql), tuple(params))
+            return cur.fetchall() if cur.description is not None else []
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         with self.conn.cursor() as cur:

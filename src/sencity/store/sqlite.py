@@ -23,6 +23,12 @@ class _SQLiteTx(Tx):
             return []
         return [dict(r) for r in cur.fetchall()]
 
+    def tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cur = self.conn.cursor()
+        cur.row_factory = None
+        cur.execute(sql, tuple(params))
+        return cur.fetchall() if cur.description is not None else []
+
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         self.conn.executemany(sql, rows)
 
