@@ -89,6 +89,13 @@ def timed(c: httpx.Client, path: str, params: dict[str, Any], runs: int) -> tupl
     return statistics.median(times), body
 
 
+def analyze(url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ANALYZE hub_history")
+
+
 def main() -> None:
     backend = sys.argv[1] if len(sys.argv) > 1 else "sqlite"
     tmp = Path(tempfile.mkdtemp(prefix="sencity-temporalbench-"))
@@ -138,25 +145,27 @@ def main() -> None:
             load = time.perf_counter() - t0
             n = SENSORS * len(month)
             results.append((f"load {n:,} instances by POST /temporal", f"{n / load:,.0f} /s"))
-            ms, body = timed(
-                c,
-                "/ngsi-ld/v1/temporal/entities",
-                {
-                    "type": "NoiseLevelObserved",
-                    "options": "aggregatedValues",
-                    "aggrMethods": "avg",
-                    "aggrPeriodDuration": "P1D",
-                    "timerel": "between",
-                    "timeAt": "2025-06-01T00:00:00Z",
-                    "endTimeAt": "2025-07-01T00:00:00Z",
-                    "limit": SENSORS,
-                },
-                5,
-            )
+            fleet_query = {
+                "type": "NoiseLevelObserved",
+                "options": "aggregatedValues",
+                "aggrMethods": "avg",
+                "aggrPeriodDuration": "P1D",
+                "timerel": "between",
+                "timeAt": "2025-06-01T00:00:00Z",
+                "endTimeAt": "2025-07-01T00:00:00Z",
+                "limit": SENSORS,
+            }
+            label = f"{SENSORS:,} sensors x {DAYS} days ({n:,}), daily avg each"
+            if backend == "postgresql":
+                # right after a bulk load the planner has no statistics of the new rows
+                # (it expects a few dozen and sorts 2.9 M on disk); autovacuum analyzes
+                # the partition within about a minute, as ANALYZE does here
+                ms, _ = timed(c, "/ngsi-ld/v1/temporal/entities", fleet_query, 3)
+                results.append((label + ", before ANALYZE", f"{ms:,.0f} ms"))
+                analyze(url)
+            ms, body = timed(c, "/ngsi-ld/v1/temporal/entities", fleet_query, 5)
             assert len(body) == SENSORS and len(body[0]["level"]["avg"]) == DAYS
-            results.append(
-                (f"{SENSORS:,} sensors x {DAYS} days ({n:,}), daily avg each", f"{ms:,.0f} ms")
-            )
+            results.append((label, f"{ms:,.0f} ms"))
     finally:
         for s in servers:
             s.terminate()

@@ -58,6 +58,15 @@ def test_last_retry_gives_up(ngsi: NGSI, receiver: Receiver) -> None:
     assert [d["id"] for d in got[0].body["data"]] == ["urn:ngsi-ld:Sensor:2"]
     st = wait_for(lambda: (s := status(ngsi, sid))["notification"]["timesSent"] == 6 and s)
     assert st["notification"]["timesFailed"] == 5
+    # operators see it in /metrics (the server is shared by the session's tests: at least)
+    text = ngsi.http.get(str(ngsi.http.base_url).split("/ngsi-ld")[0] + "/metrics").text
+    found = dict(
+        line.split(" ", 1) for line in text.splitlines() if line.startswith("sencity_notif")
+    )
+    assert float(found["sencity_notifications_dropped"]) >= 1
+    assert float(found["sencity_notifications_failed"]) >= 5
+    assert float(found["sencity_notifications_sent"]) >= 1
+    assert float(found["sencity_notifications_pending"]) >= 0
 
 
 @pytest.fixture

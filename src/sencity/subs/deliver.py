@@ -142,8 +142,9 @@ class Deliverer:
         self._retry_at: float | None = None
         self._http: aiohttp.ClientSession | None = None
         self._mqtt: MqttLinks | None = None
-        self.delivered = 0
-        self.failed = 0
+        self.delivered = 0  # notifications delivered by this process
+        self.failed = 0  # failed attempts
+        self.dropped = 0  # notifications given up after their last attempt
 
     # -- called from the hub's hooks (any thread) ----------------------------------------
     def lease(self) -> tuple[str, str] | None:
@@ -375,6 +376,7 @@ class Deliverer:
                 attempts,
             )
             self._flush.done.append(job.id)
+            self.dropped += 1
             return
         delay = min(s.backoff_base * 2 ** (attempts - 1), s.backoff_max)
         self._flush.retry.append((attempts, later(delay), job.id))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 
+from prometheus_client import Gauge
+
 from sencity.core.bus import EventHandler
 from sencity.core.hooks import Task, hookimpl
 from sencity.core.platform import Platform
@@ -33,9 +35,24 @@ def sencity_startup(platform: Platform) -> None:
     if hub is None:
         log.warning("subscriptions need the hub plugin (sencity.hub.plugin); they are off")
         return
-    platform.state["subs"] = SubsService(
+    svc = platform.state["subs"] = SubsService(
         platform.store, platform.bus, hub, platform.settings.subscriptions
     )
+    reg, d = platform.metrics.registry, svc.deliverer
+    for name, doc, value in (
+        ("sent", "Notifications delivered by this process", lambda: d.delivered),
+        ("failed", "Failed notification attempts in this process", lambda: d.failed),
+        ("dropped", "Notifications given up after their last retry", lambda: d.dropped),
+        ("pending", "Notifications in the outbox (all processes)", lambda: _backlog(svc)),
+    ):
+        Gauge(f"sencity_notifications_{name}", doc, registry=reg).set_function(value)
+
+
+def _backlog(svc: SubsService) -> float:
+    try:
+        return svc.store.backlog()
+    except Exception:  # the store is down: /health says so; /metrics still answers
+        return float("nan")
 
 
 def _service(platform: Platform) -> SubsService | None:

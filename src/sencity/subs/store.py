@@ -305,6 +305,11 @@ class SubsStore:
                     (owner,),
                 )
 
+    def backlog(self) -> int:
+        """Notifications in the outbox (waiting, being sent or to be retried)."""
+        with self.store.transaction(write=False) as tx:
+            return int(tx.execute("SELECT count(*) AS n FROM subs_outbox")[0]["n"])
+
     def pending(self, tenant: str, sid: str) -> int:
         with self.store.transaction(write=False) as tx:
             one = tx.one(
