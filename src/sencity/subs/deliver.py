@@ -190,13 +190,13 @@ class Deliverer:
             skip_auto_headers=("User-Agent",),
         )
         self._mqtt = MqttLinks(s.http_timeout, f"sencity-{self.owner[:8]}")
-        if self.store.store.dialect == "sqlite":
-            # one process owns an SQLite store: leases left behind are of a stopped one
-            await asyncio.to_thread(self.store.release, None)
-        self.running = True
         next_sweep = 0.0
         next_flush = time.monotonic() + FLUSH_EVERY
-        try:
+        try:  # from here on, the session is closed however the task ends
+            if self.store.store.dialect == "sqlite":
+                # one process owns an SQLite store: leases left behind are of a stopped one
+                await asyncio.to_thread(self.store.release, None)
+            self.running = True
             while True:
                 self._take_inbox()
                 now = time.monotonic()
