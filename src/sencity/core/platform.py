@@ -32,6 +32,7 @@ BUILTIN_PLUGINS = (
     "sencity.core.tenants",
     "sencity.hub.plugin",
     "sencity.subs.plugin",
+    "sencity.ingest.plugin",
     "sencity.web.plugin",
 )
 
@@ -123,6 +124,9 @@ class Platform:
         await self.bus.stop()
 
     def close(self) -> None:
+        flush = getattr(self.bus, "flush", None)
+        if flush is not None:  # events of a command's writes reach the servers first
+            flush()
         self.store.close()
 
 

@@ -8,7 +8,7 @@ import contextlib
 import copy
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -41,7 +41,7 @@ from sencity.hub.model import (
     parse_scope,
 )
 from sencity.hub.render import FORMATS, Options, feature, render
-from sencity.hub.store import LOCATION_IRI, GeoFilter, HubStore, Query
+from sencity.hub.store import LOCATION_IRI, Change, GeoFilter, HubStore, Query
 
 BASE = "/ngsi-ld/v1"
 CORE_URL = CORE_CONTEXT_URL
@@ -63,10 +63,13 @@ class HubService:
 
     def tenant(self, req: Request, create: bool = False) -> str:
         """The request's tenant; created on first write (NGSI-LD), 404 on read when unknown."""
-        name = req.tenant
+        return self.ensure_tenant(req.tenant, create)
+
+    def ensure_tenant(self, name: str, create: bool = True) -> str:
+        """``name`` once it exists (made when ``create``; else NonexistentTenant)."""
         if name in self._tenants:
             return name
-        store = req.platform.store
+        store = self.hub.store
         try:
             store.get_tenant(name)
         except NonexistentTenant:
@@ -76,6 +79,37 @@ class HubService:
                 store.create_tenant(name)
         self._tenants.add(name)
         return name
+
+    def upsert(
+        self, tenant: str, entities: Sequence[Entity], update: bool = False
+    ) -> tuple[dict[str, Change], dict[str, SenCityError]]:
+        """Batch upsert in one transaction: each entity is created, or replaces the current
+        one (``update``: its attributes are set on the current one, others kept).  The
+        same id may come several times (applied in order).  For ingestion and the batch
+        endpoint alike."""
+        queue: dict[str, list[Entity]] = {}
+        for e in entities:
+            queue.setdefault(e.id, []).append(e)
+        ids = [e.id for e in entities]
+        step: dict[str, int] = {}
+
+        def plan(eid: str, cur: Entity | None) -> Entity:
+            n = step.get(eid, 0)
+            step[eid] = n + 1
+            new = queue[eid][n]
+            if cur is None or not update:
+                return new
+            merged = _clone(cur)
+            for t in new.types:
+                if t not in merged.types:
+                    merged.types.append(t)
+            for name, insts in new.attrs.items():
+                _set_instances(merged, name, insts)
+            return merged
+
+        if not ids:
+            return {}, {}
+        return self.hub.modify(self.ensure_tenant(tenant), ids, plan, begin=step.clear)
 
 
 def _svc(req: Request) -> HubService:
@@ -893,31 +927,8 @@ def batch_upsert(req: Request) -> Response:
     opts = _options(req)
     update_mode = "update" in opts
     entities, errors = _parse_batch(items, ctx, lambda b: parse_entity(b, ctx))
-    queue: dict[str, list[Entity]] = {}
-    for e in entities:
-        queue.setdefault(e.id, []).append(e)
     ids = [e.id for e in entities]
-    step: dict[str, int] = {}
-
-    def plan(eid: str, cur: Entity | None) -> Entity:
-        n = step.get(eid, 0)
-        step[eid] = n + 1
-        new = queue[eid][n]
-        if cur is None or not update_mode:
-            return new
-        merged = _clone(cur)
-        for t in new.types:
-            if t not in merged.types:
-                merged.types.append(t)
-        for name, insts in new.attrs.items():
-            _set_instances(merged, name, insts)
-        return merged
-
-    changes, errs = (
-        svc.hub.modify(svc.tenant(req, create=True), ids, plan, begin=step.clear)
-        if ids
-        else ({}, {})
-    )
+    changes, errs = svc.upsert(svc.tenant(req, create=True), entities, update_mode)
     errors += [{"entityId": i, "error": _problem(e)} for i, e in errs.items()]
     if errors:
         return Response(

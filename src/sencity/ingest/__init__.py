@@ -1,0 +1,1 @@
+"""Ingestion: sensors over MQTT and HTTP, department files and transit feeds → the hub."""
