@@ -5,5 +5,7 @@ from __future__ import annotations
 
 import click
 
-COMMANDS: list[click.Command] = []
+from sencity.ingest.gtfs import gtfs_command
+
+COMMANDS: list[click.Command] = [gtfs_command]
 TOP_LEVEL: list[click.Command] = []
