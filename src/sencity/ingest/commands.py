@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import click
 
+from sencity.ingest.fileimport import file_command
 from sencity.ingest.gtfs import gtfs_command
 
-COMMANDS: list[click.Command] = [gtfs_command]
+COMMANDS: list[click.Command] = [file_command, gtfs_command]
 TOP_LEVEL: list[click.Command] = []
