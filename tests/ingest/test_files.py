@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import subprocess
 import sys
 from datetime import datetime
@@ -401,3 +402,20 @@ def test_vietnamese_hospitals(settings: Settings, tmp_path: Path) -> None:
     assert agree / n > 0.9, agree
     again = import_file(settings, HOSPITALS, mapping=m)
     assert (again.created, again.updated, again.failed) == (0, n, 0)
+
+
+# -- the documentation's example runs as written --------------------------------------------
+def test_import_doc_example(settings: Settings, store_url: str, tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "IMPORT.md").read_text()
+    example = doc[doc.index("## Example") : doc.index("## Mapping reference")]
+    blocks = dict(re.findall(r"```(csv|yaml|json)\n(.*?)```", example, re.S))
+    (tmp_path / "truong.csv").write_text(blocks["csv"], encoding="utf-8")
+    (tmp_path / "truong.yaml").write_text(blocks["yaml"], encoding="utf-8")
+    session = re.findall(r"^\$ sencity (.*)\n(.*)$", example, re.M)
+    assert len(session) == 2
+    for command, output in session:
+        res = run(command.split(), tmp_path, store_url)
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.strip() == output
+    got = entities(settings, "School")
+    assert got["urn:ngsi-ld:School:DN-02"] == json.loads(blocks["json"])
