@@ -149,8 +149,12 @@ def import_file(
             res = writer.write(tenant, chunk, update=True)
             failed = set()
             for index, detail in res.errors.items():
-                line = lines[start + index] if index >= 0 else 0
-                report.errors.append(RowError(table.where(by_line[line]), line, detail))
+                if 0 <= index < len(chunk):
+                    line = lines[start + index]
+                    where = table.where(by_line[line])
+                else:  # not traceable to a row (the hub reports by id)
+                    line, where = 0, table.name
+                report.errors.append(RowError(where, line, detail))
                 failed.add(index)
             report.written += len(res.written)
             report.created += len(res.created)
