@@ -22,7 +22,7 @@ from sencity.hub.render import Options, render
 from sencity.hub.store import Query
 from sencity.ingest.fileimport import import_file
 from sencity.ingest.hubwrite import HubWriter, open_platform
-from sencity.ingest.mapping import MappingError
+from sencity.ingest.mapping import MappingError, default_name
 from sencity.ingest.values import ValueProblem, slug, to_date, to_datetime, to_number
 from tests.conftest import SHARED, clean_env
 
@@ -216,12 +216,27 @@ def test_unusable_mapping_or_file_imports_nothing(
     m.write_text("id: code\nlocation: {lon: lon}\n")
     with pytest.raises(MappingError, match="give both lon and lat"):
         import_file(settings, DATA / "schools_bad.csv", "School", mapping=m)
+    m.write_text("id: code\ncolumns:\n  students: {name: số học sinh}\n", encoding="utf-8")
+    with pytest.raises(MappingError, match="'số học sinh' is not a valid attribute name"):
+        import_file(settings, DATA / "schools_bad.csv", "School", mapping=m)
     with pytest.raises(MappingError, match="no id rule: give --id-column"):
         import_file(settings, DATA / "schools.csv", "School")
     assert entities(settings, "School") == {}
 
 
 # -- defaults, XLSX, GeoJSON, WKT ------------------------------------------------------------
+def test_default_attribute_names() -> None:
+    names = ["PM2.5", "Mã trường", "Số học sinh", "students", "Diện tích (ha)", "2024"]
+    assert [default_name(h) for h in names] == [
+        "pm25",
+        "maTruong",
+        "soHocSinh",
+        "students",
+        "dienTichHa",
+        "c2024",
+    ]
+
+
 def test_defaults_without_mapping(settings: Settings, tmp_path: Path) -> None:
     f = tmp_path / "lights.csv"
     f.write_text(

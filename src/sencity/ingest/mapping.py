@@ -36,12 +36,13 @@ DEFAULT_TIMEZONE = "Asia/Ho_Chi_Minh"
 #: entity members a column may not be named as (rename the column in the mapping)
 RESERVED = {"id", "type", "scope", "@context", "createdAt", "modifiedAt"}
 #: column names taken as coordinates / geometry when the mapping says nothing
-LON_NAMES = ("lon", "lng", "long", "longitude", "kinhdo", "x")
-LAT_NAMES = ("lat", "latitude", "vido", "y")
+LON_NAMES = ("lon", "lng", "long", "longitude", "kinhdo")
+LAT_NAMES = ("lat", "latitude", "vido")
 WKT_NAMES = ("wkt", "geometry", "geom", "the_geom")
 ID_NAMES = ("id",)
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+_BAD_NAME = re.compile(r"[\s<>\"'=;()]")  # what NGSI-LD attribute names may not contain
 
 
 class MappingError(BadRequest):
@@ -177,7 +178,8 @@ def default_name(header: str) -> str:
     words = [w for w in re.split(r"[^A-Za-z0-9]+", slug(header)) if w]
     if not words:
         return "column"
-    name = words[0][0].lower() + words[0][1:] + "".join(w[0].upper() + w[1:] for w in words[1:])
+    first = words[0].lower() if words[0].isupper() else words[0][0].lower() + words[0][1:]
+    name = first + "".join(w[0].upper() + w[1:] for w in words[1:])
     return name if name[0].isalpha() else "c" + name
 
 
@@ -215,6 +217,8 @@ def _column(source: str, raw: Any, where: str) -> Column | None:
     if raw.get("skip"):
         return None
     col = Column(source, _str(raw.get("name", default_name(source)), f"{where}.name"))
+    if _BAD_NAME.search(col.name):
+        raise MappingError(f"{where}.name: {col.name!r} is not a valid attribute name")
     kind = raw.get("type", "auto")
     if kind not in TYPES:
         raise MappingError(f"{where}.type: {kind!r} is not one of {', '.join(TYPES)}")
