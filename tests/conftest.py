@@ -81,7 +81,15 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def settings(store_url: str, tmp_path: Path) -> Settings:
-    return load_settings(None, {"store": {"url": store_url}, "data_dir": str(tmp_path)}, environ={})
+    return load_settings(
+        None,
+        {
+            "store": {"url": store_url},
+            "data_dir": str(tmp_path),
+            "ingest": {"embedded_broker": False},
+        },
+        environ={},
+    )
 
 
 @pytest.fixture
@@ -133,7 +141,8 @@ def start_server(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**clean_env(), **(env or {})},
+        # no embedded MQTT broker unless a test asks for one (the real one is on 1883)
+        env={**clean_env(), "SENCITY_INGEST__EMBEDDED_BROKER": "false", **(env or {})},
     )
     lines: queue.Queue[str | None] = queue.Queue()
     output: list[str] = []

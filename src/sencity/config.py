@@ -209,6 +209,47 @@ class SubscriptionSettings(_Section):
     )
 
 
+class IngestSettings(_Section):
+    mqtt_url: str = Field(
+        "",
+        description="External MQTT broker (mqtt://[user:pass@]host:port or mqtts://...); "
+        "empty: the embedded broker (when embedded_broker is on).",
+    )
+    embedded_broker: bool = Field(
+        True, description="Start an in-process broker when no external broker is set."
+    )
+    embedded_port: int = Field(1883, ge=0, le=65535, description="Port of the embedded broker.")
+    client_id: str = Field(
+        "sencity-ingest",
+        min_length=1,
+        max_length=64,
+        description="MQTT client id (its persistent session holds unacknowledged messages).",
+    )
+    session_expiry: int = Field(
+        7 * 24 * 3600,
+        ge=0,
+        description="Seconds the broker keeps our session (and queues messages) while away.",
+    )
+    receive_maximum: int = Field(
+        10_000, ge=1, le=65_535, description="Unacknowledged messages the broker may send at once."
+    )
+    batch_size: int = Field(
+        2_000, ge=1, le=100_000, description="Messages written to the store in one transaction."
+    )
+    batch_wait: float = Field(
+        0.02, ge=0, le=5, description="Seconds a batch waits to fill before it is written."
+    )
+    queue_size: int = Field(
+        20_000, ge=1, description="Messages held in memory waiting to be written (back-pressure)."
+    )
+    max_payload_bytes: int = Field(
+        65_536, ge=16, description="Larger payloads are dead letters ('oversized')."
+    )
+    retry_max: float = Field(
+        30.0, gt=0, description="Longest wait between two attempts to write when the store fails."
+    )
+
+
 class PluginSettings(_Section):
     disabled: list[str] = Field(default_factory=list, description="Names of plugins not to load.")
 
@@ -228,6 +269,7 @@ class Settings(_Section):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     hub: HubSettings = Field(default_factory=HubSettings)
     subscriptions: SubscriptionSettings = Field(default_factory=SubscriptionSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
     plugins: PluginSettings = Field(default_factory=PluginSettings)
 
     @property

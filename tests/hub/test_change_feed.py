@@ -46,7 +46,12 @@ class Watcher:
 def test_writes_reach_bus_subscribers_after_commit(store_url: str, tmp_path: Path) -> None:
     settings = load_settings(
         None,
-        {"store": {"url": store_url}, "data_dir": str(tmp_path), "hub": {"context_fetch": False}},
+        {
+            "store": {"url": store_url},
+            "data_dir": str(tmp_path),
+            "hub": {"context_fetch": False},
+            "ingest": {"embedded_broker": False},
+        },
         environ={},
     )
     watcher = Watcher()

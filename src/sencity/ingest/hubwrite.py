@@ -40,6 +40,7 @@ class WriteResult:
     written: list[str] = field(default_factory=list)
     created: list[str] = field(default_factory=list)
     errors: dict[int, str] = field(default_factory=dict)  # index in the batch -> problem
+    errors_by_id: dict[str, str] = field(default_factory=dict)  # entity id -> problem
 
 
 class HubWriter:
@@ -77,9 +78,19 @@ class HubWriter:
                 continue
             entities.append(entity)
             index[entity.id] = n
+        done = self.write_entities(tenant, entities, update)
+        for eid, detail in done.errors_by_id.items():
+            res.errors[index.get(eid, -1)] = detail
+        res.written, res.created = done.written, done.created
+        return res
+
+    def write_entities(
+        self, tenant: str, entities: Sequence[Entity], update: bool = True
+    ) -> WriteResult:
+        """Upsert entities already parsed (see :meth:`parse`); errors by entity id."""
+        res = WriteResult()
         changes, errs = self.hub.upsert(tenant, entities, update)
-        for eid, err in errs.items():
-            res.errors[index.get(eid, -1)] = err.detail
+        res.errors_by_id = {eid: err.detail for eid, err in errs.items()}
         res.written = list(changes)
         res.created = [i for i, c in changes.items() if c.kind == "created"]
         return res

@@ -1,0 +1,131 @@
+"""Fixtures of the sensor agent tests: a server per backend connected to the real
+Mosquitto (127.0.0.1:1883), a publisher, and a provisioning client."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.conftest import _pg_schema_url, start_server, stop_server
+from tests.subs.conftest import make_admin, wait_for
+
+BROKER = ("127.0.0.1", 1883)
+
+__all__ = ["BROKER", "Agent", "Publisher", "wait_for"]
+
+
+def broker_config(client_id: str, url: str = "mqtt://127.0.0.1:1883") -> str:
+    return f"""[hub]
+context_fetch = false
+[ingest]
+mqtt_url = "{url}"
+client_id = "{client_id}"
+session_expiry = 120
+batch_wait = 0.005
+"""
+
+
+class Agent:
+    """A client of one server's /ingest/v1 and /ngsi-ld/v1 in one tenant."""
+
+    def __init__(self, url: str, token: str, tenant: str) -> None:
+        self.url = url
+        self.tenant = tenant
+        self.apikey = f"k{uuid.uuid4().hex[:10]}"
+        self.http = httpx.Client(
+            base_url=url,
+            headers={"Authorization": f"Bearer {token}", "NGSILD-Tenant": tenant},
+            timeout=30,
+        )
+
+    def group(self, **members: Any) -> httpx.Response:
+        body = {"apikey": self.apikey, "entity_type": "AirQualityObserved", **members}
+        return self.http.post("/ingest/v1/groups", json=body)
+
+    def device(self, device_id: str, **members: Any) -> httpx.Response:
+        return self.http.post(
+            "/ingest/v1/devices", json={"device_id": device_id, "apikey": self.apikey, **members}
+        )
+
+    def entity(self, eid: str) -> dict[str, Any] | None:
+        r = self.http.get(f"/ngsi-ld/v1/entities/{eid}", params={"options": "keyValues"})
+        if r.status_code == 404:
+            return None
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    def dead(self) -> list[dict[str, Any]]:
+        r = self.http.get("/ingest/v1/deadletters")
+        assert r.status_code == 200, r.text
+        items: list[dict[str, Any]] = r.json()
+        return items
+
+
+class Publisher:
+    """A plain paho publisher on the real broker (QoS 1, waits for each PUBACK)."""
+
+    def __init__(self, host: str = BROKER[0], port: int = BROKER[1]) -> None:
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex}")
+        self.client.connect(host, port)
+        self.client.loop_start()
+
+    def send(self, topic: str, payload: bytes | str, qos: int = 1) -> None:
+        info = self.client.publish(topic, payload, qos=qos)
+        info.wait_for_publish(10)
+        assert info.is_published()
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def _broker_up(host: str = BROKER[0], port: int = BROKER[1]) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def ingest_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str]]:
+    """A server per backend connected to Mosquitto: (URL, admin token)."""
+    if not _broker_up():
+        pytest.fail("the MQTT broker is not running on 127.0.0.1:1883 (start mosquitto)")
+    tmp = tmp_path_factory.mktemp(f"ingest-{request.param}")
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp / 'ingest.db'}"
+    else:
+        url = _pg_schema_url(request.getfixturevalue("pg_url"))
+    token = make_admin(url)
+    cfg = tmp / "sencity.toml"
+    cfg.write_text(broker_config(f"sencity-test-{uuid.uuid4().hex[:12]}"))
+    server = start_server(["--config", str(cfg), "serve", "--port", "0", "--store", url], tmp)
+    server.wait_for("connected to MQTT broker")
+    yield server.url, token
+    stop_server(server)
+
+
+@pytest.fixture
+def agent(ingest_server: tuple[str, str]) -> Iterator[Agent]:
+    url, token = ingest_server
+    a = Agent(url, token, f"t{uuid.uuid4().hex[:10]}")
+    yield a
+    a.http.close()
+
+
+@pytest.fixture
+def publisher() -> Iterator[Publisher]:
+    p = Publisher()
+    yield p
+    p.close()
