@@ -52,6 +52,7 @@ EXTRA_TIME_FORMATS = (
 )
 TIMESTAMP_KEY = "TimeInstant"  # the group's timestamp key when the replay makes the group
 WINDOW = 1_000  # messages published and not yet acknowledged, at most
+FIRST_TIMEOUT = 30.0  # seconds for the server to take the first (and the last) message
 ACK_TIMEOUT = 60.0  # seconds without any PUBACK before the replay gives up
 
 
@@ -143,7 +144,8 @@ def parse_columns(
     spec: str | None, headers: list[str], sample: list[dict[str, str]]
 ) -> dict[str, str]:
     """``a,b=name,...`` → {header: measure}; by default the columns whose sampled cells
-    are all numbers (at least one filled)."""
+    are mostly numbers (a stray 'n/a' is then reported per row, not a reason to drop
+    the column)."""
     if spec:
         out: dict[str, str] = {}
         for item in (s.strip() for s in spec.split(",")):
@@ -163,7 +165,7 @@ def parse_columns(
     for h in headers:
         cells = [r.get(h) or "" for r in sample]
         filled = [c for c in cells if c.strip()]
-        if filled and all(_is_number(c) for c in filled):
+        if filled and sum(map(_is_number, filled)) * 2 > len(filled):
             name = measure_name(h)
             if name[0].isdigit():
                 name = "c" + name
@@ -307,6 +309,35 @@ def provision(
         registry.add_devices(tenant, [device])
         made.append(f"device {device_id} (entity {entity})")
     return group, device, made
+
+
+def handled_mark(store: Store, tenant: str, apikey: str, device_id: str) -> str:
+    """The server's latest handling of this device: its last-seen time or its latest dead
+    letter's, whichever is later ("" when none)."""
+    with store.transaction(write=False) as tx:
+        seen = tx.one(
+            "SELECT last_seen FROM ingest_devices WHERE tenant = ? AND device_id = ?",
+            (tenant, device_id),
+        )
+        dead = tx.one(
+            "SELECT max(received_at) AS t FROM ingest_deadletters WHERE apikey = ? "
+            "AND device_id = ?",
+            (apikey, device_id),
+        )
+    return max((seen or {}).get("last_seen") or "", (dead or {}).get("t") or "")
+
+
+def wait_handled(
+    store: Store, tenant: str, apikey: str, device_id: str, since: str, timeout: float
+) -> bool:
+    """Poll the store until the server has handled a message of this device received at
+    ``since`` or later; False after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while handled_mark(store, tenant, apikey, device_id) < since:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def dead_letters(store: Store, apikey: str, device_id: str, since: str) -> Counter[str]:
@@ -456,7 +487,13 @@ def replay(
         since = _utc_stamp()
 
         def first_through() -> None:
-            # the first message's fate says whether the server knows the group and device
+            # the broker's PUBACK says nothing of the server: wait until the server has
+            # written the first message (the device's last-seen time moves) or refused it
+            if not wait_handled(store, tenant, apikey, device_id, since, FIRST_TIMEOUT):
+                raise ReplayError(
+                    f"no server took the first message within {FIRST_TIMEOUT:.0f} s: is "
+                    f"'sencity serve' running with this store and ingest.mqtt_url = {broker}?"
+                )
             dead = dead_letters(store, apikey, device_id, since)
             if dead.keys() & {"unknown-apikey", "unknown-device", "wrong-apikey"}:
                 report.dead = dead
@@ -486,6 +523,9 @@ def replay(
                 on_progress,
                 first_through,
             )
+            # messages reach the server in order: once it has handled one received after
+            # the last PUBACK, it has (nearly always) handled them all
+            wait_handled(store, tenant, apikey, device_id, _utc_stamp(), FIRST_TIMEOUT)
             report.dead = dead_letters(store, apikey, device_id, since)
         finally:
             sender.close()
