@@ -14,6 +14,8 @@ BENCHES = [
     ["bench.hub_temporal", "postgresql"],
     ["bench.notify", "sqlite"],
     ["bench.notify", "postgresql"],
+    ["bench.ingest", "sqlite"],
+    ["bench.ingest", "postgresql"],
 ]
 
 
