@@ -4,6 +4,7 @@ Mosquitto (127.0.0.1:1883), a publisher, and a provisioning client."""
 from __future__ import annotations
 
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -70,17 +71,33 @@ class Agent:
 
 
 class Publisher:
-    """A plain paho publisher on the real broker (QoS 1, waits for each PUBACK)."""
+    """A plain paho publisher (QoS 1: ``send`` returns once the broker has the message)."""
 
-    def __init__(self, host: str = BROKER[0], port: int = BROKER[1]) -> None:
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex}")
+    def __init__(
+        self,
+        host: str = BROKER[0],
+        port: int = BROKER[1],
+        client_id: str | None = None,
+        persistent: bool = False,
+    ) -> None:
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"pub-{uuid.uuid4().hex}",
+            clean_session=not persistent,
+        )
+        self.client.reconnect_delay_set(0.2, 2)
         self.client.connect(host, port)
         self.client.loop_start()
 
-    def send(self, topic: str, payload: bytes | str, qos: int = 1) -> None:
+    def send(self, topic: str, payload: bytes | str, qos: int = 1, wait: float = 10) -> None:
+        # while the broker is away paho keeps the message and sends it on reconnection
         info = self.client.publish(topic, payload, qos=qos)
-        info.wait_for_publish(10)
-        assert info.is_published()
+        if info.rc == mqtt.MQTT_ERR_NO_CONN and qos > 0:
+            info.rc = mqtt.MQTT_ERR_SUCCESS  # queued by paho: sent once connected again
+        deadline = time.monotonic() + wait
+        while not info.is_published():
+            assert time.monotonic() < deadline, f"the broker did not take {topic}"
+            time.sleep(0.005)
 
     def close(self) -> None:
         self.client.loop_stop()

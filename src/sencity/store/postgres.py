@@ -111,6 +111,13 @@ class PostgresStore(Store):
             yield conn
         except BaseException as exc:
             cm.__exit__(type(exc), exc, exc.__traceback__)
+            if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) and not (
+                isinstance(exc, psycopg.errors.QueryCanceled)
+            ):
+                # the connection broke (server restarted, network cut): 503, not 500
+                raise StoreUnavailable(
+                    f"PostgreSQL store {redact_url(self.url)}: {str(exc).strip()[:300]}"
+                ) from exc
             raise
         cm.__exit__(None, None, None)
 
