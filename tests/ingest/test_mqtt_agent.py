@@ -5,11 +5,15 @@ letters and last-seen times — on both backends."""
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
 from tests.conftest import start_server, stop_server
-from tests.ingest.conftest import Agent, Publisher, wait_for
+from tests.ingest.conftest import BROKER, Agent, Publisher, wait_for
 from tests.subs.conftest import free_port, make_admin
 
 ATTRS = [
@@ -205,3 +209,47 @@ def test_embedded_broker_when_none_is_configured(tmp_path: Path) -> None:
         agent.http.close()
     finally:
         stop_server(server)
+
+
+def test_commands_reach_the_device_and_its_answer_is_recorded(
+    agent: Agent, publisher: Publisher
+) -> None:
+    r = agent.group(entity_type="Streetlight")
+    assert r.status_code == 201, r.text
+    r = agent.device("lamp-1", commands=[{"name": "dim"}])
+    assert r.status_code == 201, r.text
+    got: list[tuple[str, bytes]] = []
+    arrived = threading.Event()
+    lamp = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"lamp-{uuid.uuid4().hex[:8]}")
+
+    def on_message(c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        got.append((msg.topic, msg.payload))
+        c.publish(f"/{agent.apikey}/lamp-1/cmdexe", b'{"dim": "OK dimmed to 40"}', qos=1)
+        arrived.set()
+
+    subscribed = threading.Event()
+    lamp.on_message = on_message
+    lamp.on_subscribe = lambda *_a: subscribed.set()
+    lamp.connect(*BROKER)
+    lamp.loop_start()
+    try:
+        lamp.subscribe(f"/{agent.apikey}/lamp-1/cmd", qos=1)
+        assert subscribed.wait(10)
+        eid = "urn:ngsi-ld:Streetlight:lamp-1"
+        # the lamp reports its level: a measure, which must not come back as a command
+        publisher.send(f"/{agent.apikey}/lamp-1/attrs", b'{"dim": 100}')
+        wait_for(lambda: agent.entity(eid), what="the lamp's entity")
+        r = agent.http.patch(
+            f"/ngsi-ld/v1/entities/{eid}/attrs/dim", json={"type": "Property", "value": 40}
+        )
+        assert r.status_code == 204, r.text
+        assert arrived.wait(10), "the command did not reach the lamp"
+        assert got == [(f"/{agent.apikey}/lamp-1/cmd", b'{"dim": 40}')]
+        e = wait_for(
+            lambda: (x := agent.entity(eid)) and x.get("dim_status") == "OK" and x,
+            what="the command's status",
+        )
+        assert e["dim_info"] == "OK dimmed to 40" and e["dim"] == 40
+    finally:
+        lamp.loop_stop()
+        lamp.disconnect()

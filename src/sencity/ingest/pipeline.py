@@ -31,6 +31,7 @@ from sencity.ingest.hubwrite import HubWriter
 from sencity.ingest.model import Device, Group, entity_id
 from sencity.ingest.payloads import PayloadError, decode, decode_mapped, decode_single
 from sencity.ingest.registry import DeadLetter, Registry, insert_dead
+from sencity.ingest.southbound import AgentWrites
 from sencity.ingest.transform import fragments
 from sencity.store.base import Store
 
@@ -163,7 +164,8 @@ class Ingestor:
         refused: set[int] = set()
         for tenant, rounds in self._rounds(ready).items():
             for items in rounds:
-                res = self.writer.write_entities(tenant, [e for _, e in items])
+                with AgentWrites():  # measures written back never send commands
+                    res = self.writer.write_entities(tenant, [e for _, e in items])
                 for r, e in items:
                     problem = res.errors_by_id.get(e.id)
                     if problem is not None and id(r.msg) not in refused:

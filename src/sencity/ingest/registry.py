@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sencity.errors import AlreadyExists, NotFound
-from sencity.ingest.model import Device, Group
+from sencity.ingest.model import Device, Group, entity_id
 from sencity.store.base import Migration, Store, Tx, utcnow
 
 _TABLES = [
@@ -95,6 +95,7 @@ class Registry:
         self._groups: dict[str, tuple[str, Group]] | None = None  # apikey -> (tenant, group)
         self._devices: dict[tuple[str, str], Device | None] = {}  # (tenant, id) -> device
         self._mapped: list[tuple[re.Pattern[str], str]] = []  # (topic regex, apikey)
+        self._commands: dict[str, dict[str, tuple[Device, Group]]] = {}  # tenant -> entity
 
     # -- the message path's index -----------------------------------------------------------
     def invalidate(self) -> None:
@@ -102,6 +103,27 @@ class Registry:
             self._groups = None
             self._devices = {}
             self._mapped = []
+            self._commands = {}
+
+    def command_devices(self, tenant: str) -> dict[str, tuple[Device, Group]]:
+        """The tenant's devices that take commands, by entity id."""
+        found = self._commands.get(tenant)
+        if found is None:
+            groups = self._load()
+            with self.store.transaction(write=False) as tx:
+                rows = tx.execute(
+                    "SELECT body FROM ingest_devices WHERE tenant = ? AND body LIKE ?",
+                    (tenant, '%"commands":[{%'),
+                )
+            found = {}
+            for r in rows:
+                d = Device.model_validate_json(r["body"])
+                g = groups.get(d.apikey)
+                if d.commands and g is not None:
+                    found[entity_id(d, g[1])] = (d, g[1])
+            with self._lock:
+                self._commands[tenant] = found
+        return found
 
     def _load(self) -> dict[str, tuple[str, Group]]:
         groups = self._groups

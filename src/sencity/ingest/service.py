@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from sencity.ingest.hubwrite import HubWriter
 from sencity.ingest.pipeline import Ingestor
 from sencity.ingest.registry import Registry
+from sencity.ingest.southbound import Southbound
 
 if TYPE_CHECKING:
     from sencity.core.platform import Platform
@@ -26,6 +27,8 @@ class IngestService:
         self.registry = Registry(platform.store)
         self.writer = HubWriter.of(platform)
         self.ingestor = Ingestor(platform.store, self.writer, self.registry, self.settings)
+        self.southbound = Southbound(self)
+        self.writer.hub.hub.commit_hooks.append(self.southbound.committed)
         self.mqtt: MqttSource | None = None
         self.broker: Any = None  # the embedded broker, when running
         self.broker_url = ""
@@ -50,7 +53,12 @@ class IngestService:
                 self.broker_url = url
                 # amqtt speaks MQTT 3.1.1 only
                 self.mqtt = MqttSource(
-                    url, self.settings, self.ingestor, self.registry, v5=self.broker is None
+                    url,
+                    self.settings,
+                    self.ingestor,
+                    self.registry,
+                    on_command_result=self.southbound.result,
+                    v5=self.broker is None,
                 )
                 self.mqtt.start()
             await asyncio.Event().wait()  # until cancelled
