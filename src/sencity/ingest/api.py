@@ -240,6 +240,12 @@ def status(req: Request) -> Response:
     return Response(_svc(req).status())
 
 
+def openapi(req: Request) -> Response:
+    from sencity.ingest.openapi import document
+
+    return Response(document(req.platform.routes, BASE))
+
+
 def routes() -> list[Route]:
     g, d = f"{BASE}/groups", f"{BASE}/devices"
     return [
@@ -363,6 +369,14 @@ def routes() -> list[Route]:
             public=True,
             name="ingest.http.ul",
             summary="measures of device i, API key k, as UltraLight 2.0",
+        ),
+        Route(
+            "GET",
+            f"{BASE}/openapi.json",
+            openapi,
+            public=True,
+            name="ingest.openapi",
+            summary="this API's OpenAPI 3.1 description",
         ),
         Route(
             "GET",
