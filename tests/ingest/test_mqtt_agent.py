@@ -271,3 +271,44 @@ def test_openapi_describes_every_ingest_route(agent: Agent) -> None:
     }
     assert ops == routes
     assert "Group" in doc["components"]["schemas"] and "AttrMap" in doc["components"]["schemas"]
+
+
+def test_vehicle_positions_update_vehicles_linked_to_their_route(
+    agent: Agent, publisher: Publisher
+) -> None:
+    r = agent.group(
+        entity_type="Vehicle",
+        attributes=[
+            {"object_id": "pos", "name": "location", "type": "GeoProperty"},
+            {
+                "object_id": "route",
+                "name": "refRoute",
+                "type": "Relationship",
+                "expression": '"urn:ngsi-ld:GtfsRoute:hue:" + value',
+            },
+            {"object_id": "v", "name": "speed", "unitCode": "KMH"},
+        ],
+        static_attributes=[{"name": "vehicleType", "value": "bus"}],
+    )
+    assert r.status_code == 201, r.text
+    assert agent.device("bus-7").status_code == 201
+    publisher.send(
+        f"/{agent.apikey}/bus-7/attrs",
+        json.dumps({"pos": "16.4637,107.5909", "route": "B01", "v": 28.5, "bearing": 90}),
+    )
+    e = wait_for(lambda: agent.entity("urn:ngsi-ld:Vehicle:bus-7"), what="the vehicle")
+    assert e["location"] == {"type": "Point", "coordinates": [107.5909, 16.4637]}
+    assert e["refRoute"] == "urn:ngsi-ld:GtfsRoute:hue:B01"
+    assert e["speed"] == 28.5 and e["bearing"] == 90 and e["vehicleType"] == "bus"
+    # it moves: the position is kept in history
+    publisher.send(f"/{agent.apikey}/bus-7/attrs", json.dumps({"pos": [107.60, 16.47]}))
+    wait_for(
+        lambda: (
+            agent.entity("urn:ngsi-ld:Vehicle:bus-7")["location"]["coordinates"]  # type: ignore[index]
+            == [107.60, 16.47]
+        )
+    )
+    hist = agent.http.get(
+        "/ngsi-ld/v1/temporal/entities/urn:ngsi-ld:Vehicle:bus-7", params={"attrs": "location"}
+    ).json()
+    assert len(hist["location"]) == 2

@@ -75,8 +75,18 @@ def _number(key: str, value: Any) -> float | int:
 def convert(key: str, value: Any, m: AttrMap | None, measures: dict[str, Any]) -> Any:
     """The attribute value of one measure, after its data type and transform."""
     datatype = m.datatype if m else "auto"
+    if m is not None and m.type == "Relationship" and datatype == "auto":
+        datatype = "text"  # entity ids
     if datatype == "text":
-        return value if isinstance(value, str) else str(value)
+        text = value if isinstance(value, str) else str(value)
+        if m is not None and m.expression:  # e.g. "urn:ngsi-ld:GtfsRoute:hue:" + value
+            try:
+                return EvalWithCompoundTypes(names={"value": text}).eval(m.expression)
+            except Exception as exc:
+                raise PayloadError(
+                    "transform", f"measure '{key}': expression {m.expression!r} failed: {exc}"
+                ) from None
+        return text
     if datatype == "boolean":
         text = str(value).strip().lower()
         if isinstance(value, bool):
