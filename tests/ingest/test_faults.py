@@ -306,3 +306,34 @@ def test_store_unavailable_for_a_while_loses_nothing(
         agent.http.close()
         stop_server(server)
         proxy.cut()
+
+
+@pytest.mark.timeout(120)
+def test_one_process_holds_the_session_another_takes_over(
+    tmp_path: Path, broker: Broker, pg_url: str
+) -> None:
+    url = _pg_schema_url(pg_url)
+    token = make_admin(url)
+    first = serve(tmp_path, url, broker, "lead")
+    cfg = tmp_path / "second.toml"
+    cfg.write_text(broker_config("sencity-faults-lead", broker.url))
+    second = start_server(["--config", str(cfg), "serve", "--port", "0", "--store", url], tmp_path)
+    agent = Agent(first.url, token, "hue")
+    try:
+        second.wait_for("standing by")
+        provision(agent)
+        pub = Publisher(port=broker.port)
+        pub.send(f"/{agent.apikey}/f-1/attrs", b"s|1|ts|1764547200")
+        wait_for(lambda: seq_values(agent) == [1], 20, "the first reading")
+        stop_server(first)
+        second.wait_for("taking over the MQTT session", 30)
+        second.wait_for("connected to MQTT broker", 30)
+        pub.send(f"/{agent.apikey}/f-1/attrs", b"s|2|ts|1764547201")
+        agent.http.close()
+        agent = Agent(second.url, token, "hue")
+        wait_for(lambda: seq_values(agent) == [1, 2], 20, "the second reading")
+        pub.close()
+    finally:
+        agent.http.close()
+        stop_server(first)
+        stop_server(second)
