@@ -98,6 +98,9 @@ class MqttSource:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
+        self._lock = threading.Lock()
+        self._pending: dict[int, threading.Event] = {}
         self.client = c
 
     def start(self) -> None:
@@ -142,11 +145,24 @@ class MqttSource:
         if not self._stopping:
             log.warning("lost the MQTT broker %s:%s (%s); reconnecting", self.host, self.port, rc)
 
-    def resubscribe(self) -> None:
-        """After a group with its own topic format was added or changed."""
+    def resubscribe(self, wait: float = 5.0) -> None:
+        """After a group with its own topic format was added or changed: subscribe, and
+        wait for the broker's SUBACK, so messages sent after the group exists arrive."""
         topics = self.registry.mapping_topics()
-        if topics and self.connected.is_set():
-            self.client.subscribe([(t, 1) for t in topics])
+        if not topics or not self.connected.is_set():
+            return
+        done = threading.Event()
+        with self._lock:
+            rc, mid = self.client.subscribe([(t, 1) for t in topics])
+            if rc == mqtt.MQTT_ERR_SUCCESS and mid is not None:
+                self._pending[mid] = done
+        done.wait(wait)
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, mid: int, _rc: Any, _p: Any) -> None:
+        with self._lock:
+            done = self._pending.pop(mid, None)
+        if done is not None:
+            done.set()
 
     def _on_message(self, client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         mid, qos = msg.mid, msg.qos
