@@ -207,14 +207,7 @@ def test_provisions_and_reports_skipped_rows(hub: Hub, tmp_path: Path) -> None:
     out = done.stdout + done.stderr
     assert f"provisioned service group {key}" in out and "provisioned device" in out
     agent = hub.agent(tenant)
-    if done.returncode == 2:
-        # a running server re-reads provisioning only when its own API changes it
-        assert "PATCH /ingest/v1/groups" in out, out
-        r = agent.http.patch(f"/ingest/v1/groups/{key}", json={"description": "replayed"})
-        assert r.status_code == 204, r.text
-        done = hub.replay(*args)
-        out = done.stdout + done.stderr
-        assert "provisioned" not in out
+    # the running server sees the group and device made in the store by the replay
     assert done.returncode == 1, out  # some rows skipped
     assert "6 rows read, 3 sent (5 observations)" in done.stdout, out
     assert "3 rows skipped: " in done.stdout

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import json
 import math
-import secrets
+import os
+import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -42,6 +43,9 @@ _SYSTEM = {"createdAt", "modifiedAt"}
 _SKIP = {"type", "observedAt", "datasetId", "createdAt", "modifiedAt", "instanceId"}
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+#: instance ids: unique, not secret — a seeded generator, not a system call per instance
+_ids = random.Random(int.from_bytes(os.urandom(16), "big"))
+os.register_at_fork(after_in_child=lambda: _ids.seed(int.from_bytes(os.urandom(16), "big")))
 
 
 def instance_id(iid: int) -> str:
@@ -215,7 +219,7 @@ class TemporalStore:
         rows = []
         for key, inst, is_del in pending:
             row = instance_row(inst, wanted[key], now_us, now_us, is_del)
-            rows.append((sids[key], row[0], secrets.randbits(62), *row[1:]))
+            rows.append((sids[key], row[0], _ids.getrandbits(62), *row[1:]))
         self.insert(tx, rows)
 
     def _tids(
@@ -378,7 +382,7 @@ class TemporalStore:
                 for inst in insts:
                     key = (tid, name, inst.get("datasetId", ""))
                     r = instance_row(inst, wanted[key], now_us, now_us)
-                    rows.append((sids[key], r[0], secrets.randbits(62), *r[1:]))
+                    rows.append((sids[key], r[0], _ids.getrandbits(62), *r[1:]))
             if rows:
                 self.insert(tx, rows)
         return created

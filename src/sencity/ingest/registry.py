@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ MIGRATIONS = [
     )
 ]
 
+RELOAD_EVERY = 1.0  # seconds: how stale "unknown" may be when another process provisions
+MAX_AGE = 30.0  # seconds: how stale a group or device may be after another process changed it
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
@@ -96,6 +99,9 @@ class Registry:
         self._devices: dict[tuple[str, str], Device | None] = {}  # (tenant, id) -> device
         self._mapped: list[tuple[re.Pattern[str], str]] = []  # (topic regex, apikey)
         self._commands: dict[str, dict[str, tuple[Device, Group]]] = {}  # tenant -> entity
+        self._missing: dict[tuple[str, str], float] = {}  # unknown devices: when looked up
+        self._reloaded = 0.0
+        self._loaded_at = 0.0
 
     # -- the message path's index -----------------------------------------------------------
     def invalidate(self) -> None:
@@ -104,6 +110,7 @@ class Registry:
             self._devices = {}
             self._mapped = []
             self._commands = {}
+            self._missing = {}
 
     def command_devices(self, tenant: str) -> dict[str, tuple[Device, Group]]:
         """The tenant's devices that take commands, by entity id."""
@@ -126,6 +133,8 @@ class Registry:
         return found
 
     def _load(self) -> dict[str, tuple[str, Group]]:
+        if time.monotonic() - self._loaded_at > MAX_AGE:
+            self.invalidate()  # changes made by other processes show within MAX_AGE
         groups = self._groups
         if groups is None:
             with self.store.transaction(write=False) as tx:
@@ -140,10 +149,25 @@ class Registry:
             ]
             with self._lock:
                 self._groups, self._mapped = groups, mapped
+                self._loaded_at = time.monotonic()
         return groups
 
     def group(self, apikey: str) -> tuple[str, Group] | None:
-        return self._load().get(apikey)
+        found = self._load().get(apikey)
+        if found is None and self._may_reload():
+            # made by another process (another worker, `sencity devices import`)?
+            with self._lock:
+                self._groups = None
+            found = self._load().get(apikey)
+        return found
+
+    def _may_reload(self) -> bool:
+        """At most one reload a second for unknown keys (a flood of them costs nothing)."""
+        now = time.monotonic()
+        if now - self._reloaded < RELOAD_EVERY:
+            return False
+        self._reloaded = now
+        return True
 
     def mapped(self, topic: str) -> tuple[str, str] | None:
         """(apikey, device id) of a topic in a group's own format, if any."""
@@ -165,14 +189,22 @@ class Registry:
     def device(self, tenant: str, device_id: str) -> Device | None:
         key = (tenant, device_id)
         if key in self._devices:
-            return self._devices[key]
+            dev = self._devices[key]
+            if dev is not None:
+                return dev
+            # unknown a moment ago: look again now and then (provisioned elsewhere?)
+            if time.monotonic() - self._missing.get(key, 0.0) < RELOAD_EVERY:
+                return None
         with self.store.transaction(write=False) as tx:
             row = tx.one("SELECT body FROM ingest_devices WHERE tenant = ? AND device_id = ?", key)
         dev = Device.model_validate_json(row["body"]) if row else None
         with self._lock:
             if len(self._devices) > 100_000:
                 self._devices.clear()
+                self._missing.clear()
             self._devices[key] = dev
+            if dev is None:
+                self._missing[key] = time.monotonic()
         return dev
 
     # -- groups -----------------------------------------------------------------------------

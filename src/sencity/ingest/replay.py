@@ -500,13 +500,7 @@ def replay(
                 raise ReplayError(
                     f"the server refused the first message ({', '.join(dead)}): it does not "
                     "know the group or device"
-                    + (
-                        " made just now — a running server reads provisioning from the store "
-                        "only when its own API changes it: restart it, or PATCH the group once "
-                        f"(PATCH /ingest/v1/groups/{apikey}), then replay again"
-                        if made
-                        else ""
-                    )
+                    + (" made just now: replay again in a few seconds" if made else "")
                 )
 
         try:
