@@ -8,7 +8,8 @@ measures (``t|25.3|pm25|41|no2|12|o3|30``: 4 observations each):
    processes, QoS 1) → Mosquitto → one plain paho subscriber (QoS 1);
 2. the server's capacity (publishers flat out for a short while), then its sustained
    rate: 1,000 provisioned devices (one group, one POST), messages spread over them at
-   ~90 % of that capacity for ``BENCH_INGEST_SECONDS`` (default 300); zero loss is
+   ``BENCH_INGEST_RATE`` msg/s (default 1,500 = 6,000 observations/s; at most 90 % of
+   the capacity) for ``BENCH_INGEST_SECONDS`` (default 300); zero loss is
    checked by counting the history rows in the store against every observation the
    broker acknowledged, and the dead letters (must be 0);
 3. the latency from publish to the value being visible through the NGSI-LD API, measured
@@ -294,7 +295,16 @@ class Hub:
             if time.monotonic() - t0 > timeout:
                 raise SystemExit(f"the server handled {self.status()['messages']} of {messages}")
             time.sleep(0.1)
-        return time.monotonic() - t0
+        waited = time.monotonic() - t0
+        # then until nothing moves for a second (redelivered messages after a reconnect
+        # also count as handled: they must not spill into the next measure)
+        last = -1
+        while True:
+            st = self.status()
+            if st["messages"] == last and st["queued"] == 0:
+                return waited
+            last = st["messages"]
+            time.sleep(1.0)
 
 
 def history_rows(store_url: str, tenant: str) -> int:
@@ -338,7 +348,9 @@ def run_hub(
         hub.drain(handled + cap["messages"])
         took = cap["seconds"] + (time.monotonic() - t0)
         out["capacity"] = cap["messages"] / took
-        rate = 0.9 * out["capacity"]
+        # the sustained run: BENCH_INGEST_RATE msg/s (default 1,500 = 6,000 observations/s,
+        # above the 5,000 target), at most 90 % of the capacity just measured
+        rate = min(float(os.environ.get("BENCH_INGEST_RATE", "1500")), 0.9 * out["capacity"])
         handled += cap["messages"]
     out["rate_target"] = rate
     before = history_rows(store_url, hub.tenant)
@@ -377,17 +389,26 @@ def _ms(v: float) -> str:
 def _report(name: str, r: dict[str, Any], raw: float | None) -> None:
     print(f"{name}:")
     if "capacity" in r:
-        print(f"  capacity (publishers flat out): {r['capacity']:,.0f} msg/s")
+        print(
+            f"  capacity (publishers flat out): {r['capacity']:,.0f} msg/s"
+            + (f" = {r['capacity'] / raw:.2f} of the raw relay rate" if raw else "")
+        )
     print(
         f"  sustained {r['seconds']:.0f} s (target {r['rate_target']:,.0f} msg/s): "
         f"{r['msg_rate']:,.0f} msg/s, {r['obs_rate']:,.0f} observations/s"
-        + (f" = {r['msg_rate'] / raw:.2f} of the raw relay rate" if raw else "")
         + f"; backlog drained {r['behind']:.1f} s after the publishers stopped"
     )
     lost = r["observations"] - r["stored"]
+    verdict = (
+        "ZERO LOSS"
+        if lost == 0
+        else f"{lost:,} MISSING"
+        if lost > 0
+        else f"nothing missing, {-lost:,} twice (redelivered after a reconnect: at least once)"
+    )
     print(
         f"  loss: {r['observations']:,} observations published, {r['stored']:,} in history "
-        f"-> {'ZERO LOSS' if lost == 0 else f'{lost:,} MISSING'}; dead letters {r['dead']}"
+        f"-> {verdict}; dead letters {r['dead']}"
     )
     print(
         f"  latency publish -> API ({r['probes']} probes, {r['probe_timeouts']} > 10 s): "
@@ -424,7 +445,7 @@ def main() -> None:
         _report("SenCity on Mosquitto", r, raw)
         ok = (
             r["obs_rate"] >= TARGETS["obs"]
-            and r["msg_rate"] >= TARGETS["ratio"] * raw
+            and r["capacity"] >= TARGETS["ratio"] * raw
             and r["observations"] == r["stored"]
             and r["dead"] == 0
             and r["p95"] <= TARGETS["p95"]

@@ -31,6 +31,9 @@ from sencity.ingest.registry import DeadLetter, Registry
 
 log = logging.getLogger("sencity.ingest")
 
+#: seconds; generous, because under a flood the network thread shares the GIL with the
+#: writer and may read the broker's PINGRESP late
+KEEPALIVE = 60
 TOPICS = [
     "/+/+/attrs",
     "/+/+/attrs/+",
@@ -109,10 +112,10 @@ class MqttSource:
             props.SessionExpiryInterval = self.settings.session_expiry
             props.ReceiveMaximum = self.settings.receive_maximum
             self.client.connect_async(
-                self.host, self.port, keepalive=30, clean_start=False, properties=props
+                self.host, self.port, keepalive=KEEPALIVE, clean_start=False, properties=props
             )
         else:
-            self.client.connect_async(self.host, self.port, keepalive=30)
+            self.client.connect_async(self.host, self.port, keepalive=KEEPALIVE)
         self.client.loop_start()
 
     def stop(self) -> None:
