@@ -14,7 +14,11 @@ from tests.conftest import Server, clean_env
 
 
 def run(
-    args: list[str], cwd: Path, stdin: str | None = None, store_url: str | None = None
+    args: list[str],
+    cwd: Path,
+    stdin: str | None = None,
+    store_url: str | None = None,
+    timeout: float = 60,
 ) -> subprocess.CompletedProcess[str]:
     env = clean_env()
     if store_url:
@@ -26,7 +30,7 @@ def run(
         text=True,
         capture_output=True,
         env=env,
-        timeout=60,
+        timeout=timeout,
         check=False,
     )
 

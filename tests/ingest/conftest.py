@@ -7,6 +7,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -14,8 +15,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from tests.conftest import _pg_schema_url, start_server, stop_server
-from tests.subs.conftest import make_admin, wait_for
+from tests.conftest import Server, start_server, stop_server
+from tests.subs.conftest import make_admin, store_url_for, wait_for
 
 BROKER = ("127.0.0.1", 1883)
 
@@ -112,25 +113,34 @@ def _broker_up(host: str = BROKER[0], port: int = BROKER[1]) -> bool:
     return True
 
 
+@contextmanager
+def broker_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, name: str
+) -> Iterator[tuple[Server, str, str]]:
+    """A server of the requested backend connected to Mosquitto, with its own client id:
+    (server, store URL, admin token)."""
+    if not _broker_up():
+        pytest.fail("the MQTT broker is not running on 127.0.0.1:1883 (start mosquitto)")
+    tmp = tmp_path_factory.mktemp(f"{name}-{request.param}")
+    url = store_url_for(request.param, tmp, request)
+    token = make_admin(url)
+    cfg = tmp / "sencity.toml"
+    cfg.write_text(broker_config(f"sencity-{name}-test-{uuid.uuid4().hex[:12]}"))
+    server = start_server(["--config", str(cfg), "serve", "--port", "0", "--store", url], tmp)
+    try:
+        server.wait_for("connected to MQTT broker")
+        yield server, url, token
+    finally:
+        stop_server(server)
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def ingest_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, str]]:
     """A server per backend connected to Mosquitto: (URL, admin token)."""
-    if not _broker_up():
-        pytest.fail("the MQTT broker is not running on 127.0.0.1:1883 (start mosquitto)")
-    tmp = tmp_path_factory.mktemp(f"ingest-{request.param}")
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp / 'ingest.db'}"
-    else:
-        url = _pg_schema_url(request.getfixturevalue("pg_url"))
-    token = make_admin(url)
-    cfg = tmp / "sencity.toml"
-    cfg.write_text(broker_config(f"sencity-test-{uuid.uuid4().hex[:12]}"))
-    server = start_server(["--config", str(cfg), "serve", "--port", "0", "--store", url], tmp)
-    server.wait_for("connected to MQTT broker")
-    yield server.url, token
-    stop_server(server)
+    with broker_server(request, tmp_path_factory, "ingest") as (server, _, token):
+        yield server.url, token
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import json
 import math
 import re
 import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,8 @@ from sencity.ingest.fileimport import import_file
 from sencity.ingest.hubwrite import HubWriter, open_platform
 from sencity.ingest.mapping import MappingError, default_name
 from sencity.ingest.values import ValueProblem, slug, to_date, to_datetime, to_number
-from tests.conftest import SHARED, clean_env
+from tests.conftest import SHARED
+from tests.test_cli import run as cli
 
 DATA = Path(__file__).resolve().parent / "data"
 HOSPITALS = SHARED / "data" / "places" / "vn_hospitals_osm.csv"
@@ -48,17 +48,7 @@ def km(a: list[float], b: tuple[float, float]) -> float:
 
 
 def run(args: list[str], cwd: Path, store_url: str) -> subprocess.CompletedProcess[str]:
-    env = clean_env()
-    env["SENCITY_STORE__URL"] = store_url
-    return subprocess.run(
-        [sys.executable, "-m", "sencity", *args],
-        cwd=cwd,
-        text=True,
-        capture_output=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    return cli(args, cwd, store_url=store_url)
 
 
 # -- values ---------------------------------------------------------------------------------

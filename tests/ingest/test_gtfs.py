@@ -9,7 +9,6 @@ import io
 import json
 import re
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,8 @@ from sencity.hub.store import HubStore, Query
 from sencity.ingest.gtfs import GTFS_CONTEXT, GtfsError, import_feed, read_feed, validate
 from sencity.ingest.hubwrite import HubWriter, open_platform
 from sencity.ingest.vehicles import VEHICLE_CONTEXT, vehicle_entity
-from tests.conftest import SHARED, clean_env
+from tests.conftest import SHARED
+from tests.test_cli import run
 
 CAIRNS = SHARED / "data" / "transit" / "cairns_gtfs.zip"
 HANOI = SHARED / "data" / "transit" / "hanoi_gtfs_partial"
@@ -69,16 +69,7 @@ def exists(hub: HubStore, tenant: str, eid: str) -> bool:
 
 
 def run_cli(args: list[str], cwd: Path, store_url: str) -> subprocess.CompletedProcess[str]:
-    env = {**clean_env(), "SENCITY_STORE__URL": store_url}
-    return subprocess.run(
-        [sys.executable, "-m", "sencity", "import", "gtfs", *args],
-        cwd=cwd,
-        text=True,
-        capture_output=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    return run(["import", "gtfs", *args], cwd, store_url=store_url, timeout=120)
 
 
 @needs_data

@@ -19,9 +19,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.conftest import SHARED, _pg_schema_url, clean_env, start_server, stop_server
-from tests.ingest.conftest import BROKER, Agent, _broker_up, broker_config, wait_for
-from tests.subs.conftest import make_admin
+from tests.conftest import SHARED, clean_env
+from tests.ingest.conftest import BROKER, Agent, broker_server, wait_for
 
 pytestmark = pytest.mark.mqtt
 
@@ -63,20 +62,8 @@ class Hub:
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     """As ``ingest_server`` in conftest, keeping the store URL for the command."""
-    if not _broker_up():
-        pytest.fail("the MQTT broker is not running on 127.0.0.1:1883 (start mosquitto)")
-    tmp = tmp_path_factory.mktemp(f"replay-{request.param}")
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp / 'replay.db'}"
-    else:
-        url = _pg_schema_url(request.getfixturevalue("pg_url"))
-    token = make_admin(url)
-    cfg = tmp / "sencity.toml"
-    cfg.write_text(broker_config(f"sencity-replay-test-{uuid.uuid4().hex[:12]}"))
-    server = start_server(["--config", str(cfg), "serve", "--port", "0", "--store", url], tmp)
-    server.wait_for("connected to MQTT broker")
-    yield Hub(server.url, token, url, request.param)
-    stop_server(server)
+    with broker_server(request, tmp_path_factory, "replay") as (server, url, token):
+        yield Hub(server.url, token, url, request.param)
 
 
 def history(agent: Agent, eid: str, attr: str, n: int) -> list[tuple[Any, str]]:

@@ -149,10 +149,7 @@ def subs_server(
 ) -> Iterator[tuple[str, str]]:
     """A server per backend for the whole session: (URL, admin token)."""
     tmp = tmp_path_factory.mktemp(f"subs-{request.param}")
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp / 'subs.db'}"
-    else:
-        url = _pg_schema_url(request.getfixturevalue("pg_url"))
+    url = store_url_for(request.param, tmp, request)
     token = make_admin(url)
     cfg = tmp / "sencity.toml"
     cfg.write_text(SUBS_CONFIG)

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sencity.auth.roles import ADMIN, READERS, WRITERS
 from sencity.core.routing import Request, Response, Route
 from sencity.errors import BadRequest, Forbidden, SenCityError, StoreUnavailable
-from sencity.hub.durations import parse_duration
 from sencity.ingest.model import Device, Group, entity_id, validate
 from sencity.ingest.pipeline import Message
 from sencity.ingest.registry import DeadLetter
@@ -20,6 +18,7 @@ if TYPE_CHECKING:
     from sencity.ingest.service import IngestService
 
 BASE = "/ingest/v1"
+M = TypeVar("M", Group, Device)
 HTTP_WAIT = 30.0  # seconds an HTTP measure may wait to be written
 
 
@@ -81,16 +80,24 @@ def get_group(req: Request) -> Response:
     return Response(group.model_dump(exclude_none=True))
 
 
-def update_group(req: Request) -> Response:
-    svc, tenant = _svc(req), _tenant(req)
-    key = req.path_params["apikey"]
-    old = svc.registry.get_group(tenant, key)
+def _patched(req: Request, model: type[M], old: M, key: str, frozen: str) -> M:
+    """``old`` with the request body's members on top; its ``key`` member may not change."""
     patch = req.json()
     if not isinstance(patch, dict):
         raise BadRequest("the body must be a JSON object (the members to change)")
-    if patch.get("apikey", key) != key:
-        raise BadRequest("the API key of a group cannot change: make a new group")
-    svc.registry.replace_group(tenant, validate(Group, {**old.model_dump(), **patch}, "group"))
+    if patch.get(key, getattr(old, key)) != getattr(old, key):
+        raise BadRequest(frozen)
+    new: M = validate(model, {**old.model_dump(), **patch}, model.__name__.lower())
+    return new
+
+
+def update_group(req: Request) -> Response:
+    svc, tenant = _svc(req), _tenant(req)
+    old = svc.registry.get_group(tenant, req.path_params["apikey"])
+    new = _patched(
+        req, Group, old, "apikey", "the API key of a group cannot change: make a new group"
+    )
+    svc.registry.replace_group(tenant, new)
     svc.groups_changed()
     return Response(status=204)
 
@@ -125,14 +132,7 @@ def list_devices(req: Request) -> Response:
     svc, tenant = _svc(req), _tenant(req)
     limit, offset = _page(req)
     silent = req.arg("silentFor")
-    since = None
-    if silent:
-        period = parse_duration(silent, "silentFor")
-        if period.calendar:
-            raise BadRequest("'silentFor' must be a duration in days or less, e.g. PT1H or P2D")
-        since = (datetime.now(UTC) - timedelta(microseconds=period.us)).strftime(
-            "%Y-%m-%dT%H:%M:%S.%fZ"
-        )
+    since = svc.registry.silent_since(silent) if silent else None
     rows, total = svc.registry.list_devices(tenant, limit, offset, req.arg("apikey"), since)
     return _counted([_device_out(svc, tenant, d, seen) for d, seen in rows], total)
 
@@ -145,14 +145,9 @@ def get_device(req: Request) -> Response:
 
 def update_device(req: Request) -> Response:
     svc, tenant = _svc(req), _tenant(req)
-    did = req.path_params["device_id"]
-    old, _ = svc.registry.get_device(tenant, did)
-    patch = req.json()
-    if not isinstance(patch, dict):
-        raise BadRequest("the body must be a JSON object (the members to change)")
-    if patch.get("device_id", did) != did:
-        raise BadRequest("the id of a device cannot change")
-    svc.registry.replace_device(tenant, validate(Device, {**old.model_dump(), **patch}, "device"))
+    old, _ = svc.registry.get_device(tenant, req.path_params["device_id"])
+    new = _patched(req, Device, old, "device_id", "the id of a device cannot change")
+    svc.registry.replace_device(tenant, new)
     return Response(status=204)
 
 

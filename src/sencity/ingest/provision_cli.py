@@ -137,21 +137,13 @@ def export_fleet(ctx: _Ctx, tenant: str | None) -> None:
 @pass_ctx
 def list_devices(ctx: _Ctx, tenant: str | None, silent_for: str | None) -> None:
     """Devices with their entity and when they last reported."""
-    from datetime import UTC, datetime, timedelta
-
-    from sencity.hub.durations import parse_duration
     from sencity.ingest.model import entity_id
 
     store = ctx.store()
     name = _tenant(ctx, tenant)
     reg = Registry(store)
     try:
-        since = None
-        if silent_for:
-            period = parse_duration(silent_for, "--silent-for")
-            since = (datetime.now(UTC) - timedelta(microseconds=period.us)).strftime(
-                "%Y-%m-%dT%H:%M:%S.%fZ"
-            )
+        since = reg.silent_since(silent_for, "--silent-for") if silent_for else None
         rows, _ = reg.list_devices(name, 1000, 0, None, since)
         table = []
         for d, seen in rows:

@@ -3,16 +3,17 @@ dead letters; and the in-memory index the message path reads (reloaded on change
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sencity.errors import AlreadyExists, NotFound
+from sencity.errors import AlreadyExists, BadRequest, NotFound
+from sencity.hub.durations import parse_duration
 from sencity.ingest.model import Device, Group, entity_id
 from sencity.store.base import Migration, Store, Tx, utcnow
 
@@ -44,7 +45,6 @@ MIGRATIONS = [
 
 RELOAD_EVERY = 1.0  # seconds: how stale "unknown" may be when another process provisions
 MAX_AGE = 30.0  # seconds: how stale a group or device may be after another process changed it
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 @dataclass
@@ -229,15 +229,36 @@ class Registry:
             raise NotFound(f"no service group with API key '{apikey}'")
         return Group.model_validate_json(row["body"])
 
-    def list_groups(self, tenant: str, limit: int, offset: int) -> tuple[list[Group], int]:
+    def _page(
+        self,
+        select: str,
+        where: list[str],
+        params: list[Any],
+        order: str,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of ``select … WHERE where ORDER BY order`` and the count of all."""
+        table = select.rsplit(" FROM ", 1)[1]
+        cond = " AND ".join(where)
         with self.store.transaction(write=False) as tx:
             rows = tx.execute(
-                "SELECT body FROM ingest_groups WHERE tenant = ? ORDER BY created_at, apikey "
-                "LIMIT ? OFFSET ?",
-                (tenant, limit, offset),
+                f"{select} WHERE {cond} ORDER BY {order} LIMIT ? OFFSET ?",
+                [*params, limit, offset],
             )
-            n = tx.execute("SELECT count(*) AS n FROM ingest_groups WHERE tenant = ?", (tenant,))
-        return [Group.model_validate_json(r["body"]) for r in rows], int(n[0]["n"])
+            n = tx.execute(f"SELECT count(*) AS n FROM {table} WHERE {cond}", params)
+        return rows, int(n[0]["n"])
+
+    def list_groups(self, tenant: str, limit: int, offset: int) -> tuple[list[Group], int]:
+        rows, total = self._page(
+            "SELECT body FROM ingest_groups",
+            ["tenant = ?"],
+            [tenant],
+            "created_at, apikey",
+            limit,
+            offset,
+        )
+        return [Group.model_validate_json(r["body"]) for r in rows], total
 
     def replace_group(self, tenant: str, group: Group) -> None:
         with self.store.transaction() as tx:
@@ -308,6 +329,16 @@ class Registry:
             raise NotFound(f"no device '{device_id}'")
         return Device.model_validate_json(row["body"]), row["last_seen"]
 
+    @staticmethod
+    def silent_since(duration: str, name: str = "silentFor") -> str:
+        """The store time before which a device silent for ``duration`` last reported."""
+        period = parse_duration(duration, name)
+        if period.calendar:
+            raise BadRequest(f"'{name}' must be a duration in days or less, e.g. PT1H or P2D")
+        return (datetime.now(UTC) - timedelta(microseconds=period.us)).strftime(
+            "%Y-%m-%dT%H:%M:%S.%fZ"
+        )
+
     def list_devices(
         self,
         tenant: str,
@@ -324,17 +355,15 @@ class Registry:
         if silent_since:
             where.append("(last_seen IS NULL OR last_seen < ?)")
             params.append(silent_since)
-        cond = " AND ".join(where)
-        with self.store.transaction(write=False) as tx:
-            rows = tx.execute(
-                f"SELECT body, last_seen FROM ingest_devices WHERE {cond} "
-                "ORDER BY created_at, device_id LIMIT ? OFFSET ?",
-                [*params, limit, offset],
-            )
-            n = tx.execute(f"SELECT count(*) AS n FROM ingest_devices WHERE {cond}", params)
-        return [(Device.model_validate_json(r["body"]), r["last_seen"]) for r in rows], int(
-            n[0]["n"]
+        rows, total = self._page(
+            "SELECT body, last_seen FROM ingest_devices",
+            where,
+            params,
+            "created_at, device_id",
+            limit,
+            offset,
         )
+        return [(Device.model_validate_json(r["body"]), r["last_seen"]) for r in rows], total
 
     def replace_device(self, tenant: str, device: Device) -> None:
         with self.store.transaction() as tx:
@@ -388,15 +417,14 @@ class Registry:
         if reason:
             where.append("reason = ?")
             params.append(reason)
-        cond = " AND ".join(where)
-        with self.store.transaction(write=False) as tx:
-            rows = tx.execute(
-                f"SELECT * FROM ingest_deadletters WHERE {cond} ORDER BY received_at DESC, id "
-                "LIMIT ? OFFSET ?",
-                [*params, limit, offset],
-            )
-            n = tx.execute(f"SELECT count(*) AS n FROM ingest_deadletters WHERE {cond}", params)
-        return rows, int(n[0]["n"])
+        return self._page(
+            "SELECT * FROM ingest_deadletters",
+            where,
+            params,
+            "received_at DESC, id",
+            limit,
+            offset,
+        )
 
     def purge_dead(self, tenant: str | None, before: str | None) -> int:
         where: list[str] = ["tenant IS NULL" if tenant is None else "tenant = ?"]
@@ -409,7 +437,3 @@ class Registry:
                 f"DELETE FROM ingest_deadletters WHERE {' AND '.join(where)} RETURNING id", params
             )
         return len(rows)
-
-
-def dumps(value: Any) -> str:
-    return str(_dumps(value))
