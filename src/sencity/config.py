@@ -250,6 +250,40 @@ class IngestSettings(_Section):
     )
 
 
+class RulesSettings(_Section):
+    """Rules, alarms and notifications (``docs/RULES.md``)."""
+
+    # -- the engine --
+    batch_wait: float = Field(
+        0.05,
+        ge=0,
+        le=5,
+        description="Seconds the engine gathers changes before it reads them in one batch.",
+    )
+    tick_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="Seconds between two runs of the timers (durations, no data, escalation).",
+    )
+    reload_seconds: float = Field(
+        30.0, gt=0, description="Seconds between two reloads of the rules from the store."
+    )
+    # -- notifications --
+    rate_limit: int = Field(
+        20, ge=1, description="Notifications one channel of a rule may send per rate_window."
+    )
+    rate_window: float = Field(
+        600.0, gt=0, description="Seconds over which rate_limit counts (sliding window)."
+    )
+    # -- backtest --
+    backtest_max_instances: int = Field(
+        500_000,
+        ge=1,
+        description="Most history instances one backtest reads (400 beyond: narrow it).",
+    )
+
+
 class PluginSettings(_Section):
     disabled: list[str] = Field(default_factory=list, description="Names of plugins not to load.")
 
@@ -270,6 +304,7 @@ class Settings(_Section):
     hub: HubSettings = Field(default_factory=HubSettings)
     subscriptions: SubscriptionSettings = Field(default_factory=SubscriptionSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    rules: RulesSettings = Field(default_factory=RulesSettings)
     plugins: PluginSettings = Field(default_factory=PluginSettings)
 
     @property
