@@ -282,6 +282,18 @@ class RulesSettings(_Section):
         ge=1,
         description="Most history instances one backtest reads (400 beyond: narrow it).",
     )
+    # -- built-in indicators (docs/INDICATORS.md) --
+    indicators: bool = Field(
+        True,
+        description="Derive airQualityIndex/Level/Color, floodAlertLevel/floodLevelStatus, "
+        "speedRatio/congested from what sensors write.",
+    )
+    congestion_ratio: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="A traffic flow is congested when speedRatio is below this.",
+    )
 
 
 class PluginSettings(_Section):
