@@ -11,7 +11,7 @@ import socket
 import sys
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from rich.console import Console
@@ -23,6 +23,11 @@ from sencity.auth.service import AuthService, hash_password
 from sencity.config import TENANT_PATTERN, Settings, load_settings
 from sencity.errors import ConfigError, SenCityError
 from sencity.store import Store, redact_url
+
+if TYPE_CHECKING:
+    from sencity.core.platform import Platform
+    from sencity.demo.runner import SimProcess
+    from sencity.demo.seed import SeedResult
 
 console = Console(stderr=True)
 out = Console()
@@ -146,7 +151,14 @@ def _base_url(settings: Settings, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-def _run(ctx: _Ctx, overrides: dict[str, Any], demo: bool) -> None:
+def _run(
+    ctx: _Ctx,
+    overrides: dict[str, Any],
+    demo: bool,
+    city: str = "danang",
+    sim: bool = True,
+    reseed: bool = False,
+) -> None:
     import uvicorn
 
     from sencity.core.platform import Platform
@@ -155,6 +167,14 @@ def _run(ctx: _Ctx, overrides: dict[str, Any], demo: bool) -> None:
 
     settings = ctx.settings(overrides)
     setup_logging(settings.log.level, settings.log.format)
+    broker = None
+    if demo:  # an MQTT broker for the demo even when port 1883 is taken (demo/runner.py)
+        from sencity.demo.runner import choose_broker
+
+        broker = choose_broker(settings)
+        if broker.overrides:
+            overrides = {**overrides, **broker.overrides}
+            settings = ctx.settings(overrides)
     if settings.server.workers > 1 and not settings.is_postgresql:
         _fail(
             "server.workers > 1 needs the PostgreSQL store (the embedded SQLite store "
@@ -172,7 +192,11 @@ def _run(ctx: _Ctx, overrides: dict[str, Any], demo: bool) -> None:
             anon.role,
             ", ".join(anon.tenants) or "none",
         )
-    admin_password = _prepare_demo(platform.store, platform.auth) if demo else None
+    admin_password, seeded, simulator = None, None, None
+    if demo:
+        admin_password, seeded, simulator = _prepare_demo(
+            platform, city, broker.url if broker and sim else None, sim, reseed
+        )
     sock = _bind(settings.server.host, settings.server.port)
     port = sock.getsockname()[1]
     base = _base_url(settings, port)
@@ -182,6 +206,10 @@ def _run(ctx: _Ctx, overrides: dict[str, Any], demo: bool) -> None:
             f"SenCity {__version__} listening on {base} (store: {redact_url(platform.store.url)})"
         )
         if demo:
+            if seeded:
+                click.echo(seeded.summary())
+            if broker:
+                click.echo(broker.note)
             if admin_password:
                 click.echo(f"Created user 'admin' with password: {admin_password}")
                 click.echo("  (shown once; change it with: sencity users set-password admin)")
@@ -190,6 +218,8 @@ def _run(ctx: _Ctx, overrides: dict[str, Any], demo: bool) -> None:
             click.echo(f"Open this one-time login link (valid {minutes:g} min):")
             click.echo(f"    {base}/login?token={link}")
         sys.stdout.flush()
+        if simulator:
+            simulator.start(base)
 
     if settings.server.workers > 1:
         from uvicorn.supervisors import Multiprocess
@@ -208,10 +238,14 @@ def _run(ctx: _Ctx, overrides: dict[str, Any], demo: bool) -> None:
         )
         ready()  # the socket is listening: connections wait for the first worker
         click.echo(f"({settings.server.workers} worker processes)")
-        if "target" in inspect.signature(Multiprocess).parameters:  # uvicorn before 0.50
-            Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run()  # type: ignore[call-arg]
-        else:
-            Multiprocess(config, sockets=[sock]).run()
+        try:
+            if "target" in inspect.signature(Multiprocess).parameters:  # uvicorn before 0.50
+                Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run()  # type: ignore[call-arg]
+            else:
+                Multiprocess(config, sockets=[sock]).run()
+        finally:
+            if simulator:
+                simulator.stop()
         return
     app = create_app(platform, on_ready=ready)
     server = uvicorn.Server(
@@ -222,22 +256,31 @@ def _run(ctx: _Ctx, overrides: dict[str, Any], demo: bool) -> None:
     try:
         server.run(sockets=[sock])
     finally:
+        if simulator:
+            simulator.stop()
         platform.close()
     if not server.started:
         sys.exit(1)
 
 
-def _prepare_demo(store: Store, auth: AuthService) -> str | None:
-    """The demo tenant and an admin; returns the admin's new password if just created."""
-    from sencity.errors import NonexistentTenant, NotFound
+def _prepare_demo(
+    platform: Platform, city: str, mqtt_url: str | None, sim: bool, reseed: bool
+) -> tuple[str | None, SeedResult, SimProcess | None]:
+    """The demo city (tenant and entities, see demo/seed.py), an admin, and the simulator
+    to start once the server is ready: (the admin's new password if just created, what
+    the seed did, the simulator or None)."""
+    from sencity.demo.runner import SimProcess, sim_token
+    from sencity.demo.seed import seed
+    from sencity.errors import NotFound
 
+    store = platform.store
     try:
-        store.get_tenant("danang")
-    except NonexistentTenant:
-        store.create_tenant("danang", "Thành phố Đà Nẵng", "Asia/Ho_Chi_Minh", "vi")
+        seeded = seed(platform, city, reseed=reseed)
+    except SenCityError as exc:
+        _fail(exc.detail)
+    password = None
     try:
         store.get_user("admin")
-        return None
     except NotFound:
         password = secrets.token_urlsafe(12)
         store.create_user(
@@ -246,7 +289,17 @@ def _prepare_demo(store: Store, auth: AuthService) -> str | None:
             display_name="Administrator",
             roles={ALL_TENANTS: "admin"},
         )
-        return password
+    simulator = None
+    if not sim:
+        log.info("demo: the simulator is off (--no-sim)")
+    elif "sim" not in cli.commands:
+        log.warning("demo: 'sencity sim' is not available; the demo runs without simulated sensors")
+    elif mqtt_url is None:
+        log.warning("demo: no MQTT broker, so no simulated sensors (see ingest.mqtt_url)")
+    else:
+        token = sim_token(store, platform.auth, seeded.city.slug)
+        simulator = SimProcess(seeded.city.slug, mqtt_url, token)
+    return password, seeded, simulator
 
 
 @cli.command()
@@ -259,10 +312,31 @@ def serve(ctx: _Ctx, /, **opts: Any) -> None:
 
 @cli.command()
 @_serve_options
+@click.option(
+    "--city",
+    default="danang",
+    show_default=True,
+    help="Province slug: danang, hanoi, hcmc, hue, haiphong, cantho, … (the tenant name).",
+)
+@click.option("--no-sim", is_flag=True, help="Do not start the simulated sensors (sencity sim).")
+@click.option(
+    "--reseed",
+    is_flag=True,
+    help="Rewrite generated demo entities that differ (edited ones are always kept).",
+)
 @pass_ctx
-def demo(ctx: _Ctx, /, **opts: Any) -> None:
-    """Start the platform with the demo city and print a one-time admin login link."""
-    _run(ctx, _overrides(**opts), demo=True)
+def demo(ctx: _Ctx, /, city: str, no_sim: bool, reseed: bool, **opts: Any) -> None:
+    """Start the platform with a demo city (wards, roads, places), the simulated sensors
+    and a one-time admin login link."""
+    from sencity.demo.cities import resolve_slug
+
+    try:
+        slug = resolve_slug(city)
+    except SenCityError as exc:
+        _fail(exc.detail)
+    overrides = _overrides(**opts)
+    overrides["tenants"] = {"default": slug}
+    _run(ctx, overrides, demo=True, city=slug, sim=not no_sim, reseed=reseed)
 
 
 # -- config ------------------------------------------------------------------------------
