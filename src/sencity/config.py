@@ -294,6 +294,33 @@ class RulesSettings(_Section):
         le=1,
         description="A traffic flow is congested when speedRatio is below this.",
     )
+    # -- notification channels (docs/RULES.md "Channels") --
+    notify_retries: int = Field(
+        3, ge=0, le=20, description="Retries of a failed webhook, MQTT or e-mail notification."
+    )
+    notify_backoff: float = Field(
+        1.0, gt=0, le=60, description="Seconds before the first retry; doubled for each next one."
+    )
+    notify_timeout: float = Field(
+        10.0, gt=0, le=120, description="Seconds one attempt to deliver a notification may take."
+    )
+    smtp_host: str = Field("", description="SMTP server for e-mail channels (empty: e-mail off).")
+    smtp_port: int = Field(587, ge=1, le=65535, description="Port of the SMTP server.")
+    smtp_user: str = Field("", description="SMTP user name (empty: no authentication).")
+    smtp_password: str = Field("", description="SMTP password.")
+    smtp_starttls: bool = Field(
+        True, description="Upgrade the SMTP connection with STARTTLS before authenticating."
+    )
+    smtp_ssl: bool = Field(False, description="Connect with TLS from the start (port 465).")
+    smtp_from: str = Field(
+        "SenCity <sencity@localhost>", description="From address of notification e-mails."
+    )
+    # -- CAP feed (docs/CAP.md) --
+    cap_sender: str = Field(
+        "",
+        description="CAP <sender> of the public warnings (e.g. canhbao@danang.gov.vn); "
+        "empty: sencity@<tenant>.",
+    )
 
 
 class PluginSettings(_Section):

@@ -1,5 +1,5 @@
-"""Plugs the built-in city indicators (and, with them, the public CAP feed) into the
-platform: the change-feed subscription, the worker task and the service's metrics."""
+"""Plugs the built-in city indicators, the notification channels' settings and the public
+CAP feed into the platform: the change-feed subscription, the worker task, the routes."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from prometheus_client import Gauge
 from sencity.core.bus import EventHandler
 from sencity.core.hooks import Task, hookimpl
 from sencity.core.platform import Platform
+from sencity.rules import channels
 from sencity.rules.indicators import IndicatorService
 
 log = logging.getLogger("sencity.rules.indicators")
@@ -17,6 +18,7 @@ log = logging.getLogger("sencity.rules.indicators")
 
 @hookimpl(trylast=True)  # after the hub's start-up, which makes platform.state["hub"]
 def sencity_startup(platform: Platform) -> None:
+    channels.configure(platform.settings)  # what the rules' notifications use
     if not platform.settings.rules.indicators:
         return
     if platform.state.get("hub") is None:
