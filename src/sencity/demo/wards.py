@@ -21,6 +21,7 @@ tolerance on several provinces); the shapes are not the real boundaries.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from statistics import median
 from typing import Any
 
@@ -144,12 +145,17 @@ def projected_cells(city: City) -> tuple[Projection, list[Any]]:
 
 def ward_cells(city: City) -> list[Any]:
     """The generated cells as longitude/latitude polygons, in the order of ``city.wards``."""
+    return list(_cells(city))
+
+
+@lru_cache(maxsize=4)
+def _cells(city: City) -> tuple[Any, ...]:  # a restart in one process need not redo them
     proj, geoms = projected_cells(city)
     out = []
     for g, w in zip(geoms, city.wards, strict=True):
         ll = _one_polygon(proj.to_lonlat(g), Point(w.lon, w.lat))
         out.append(shapely.normalize(ll))
-    return out
+    return tuple(out)
 
 
 def ward_entities(city: City, cells: list[Any] | None = None) -> list[dict[str, Any]]:
