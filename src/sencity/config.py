@@ -323,6 +323,66 @@ class RulesSettings(_Section):
     )
 
 
+class SectorSettings(_Section):
+    """One sector view of the IOC dashboard (a page with its map layers and charts)."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9-]{0,31}$", description="Path segment: /sector/<id>.")
+    name: dict[str, str] = Field(description="Title per language code (vi, en).")
+    layers: list[str] = Field(min_length=1, description="Map layers shown (see docs/WEB.md).")
+    charts: list[str] = Field(
+        default_factory=list, description="City-wide charts, as Type.attribute (24 h average)."
+    )
+
+
+def _default_sectors() -> list[SectorSettings]:
+    def s(sid: str, vi: str, en: str, layers: list[str], charts: list[str]) -> SectorSettings:
+        return SectorSettings(id=sid, name={"vi": vi, "en": en}, layers=layers, charts=charts)
+
+    return [
+        s(
+            "environment",
+            "Môi trường",
+            "Environment",
+            ["air", "noise", "weather", "reports"],
+            ["AirQualityObserved.pm25", "NoiseLevelObserved.LAeq"],
+        ),
+        s(
+            "transport",
+            "Giao thông",
+            "Transport",
+            ["traffic", "buses", "parking", "incidents"],
+            ["TrafficFlowObserved.averageVehicleSpeed", "OffStreetParking.occupancy"],
+        ),
+        s(
+            "flood",
+            "Ngập lụt và thời tiết",
+            "Flood and weather",
+            ["flood", "weather", "alarms"],
+            ["FloodMonitoring.currentLevel", "WeatherObserved.precipitation"],
+        ),
+        s(
+            "lighting",
+            "Chiếu sáng và bãi đỗ xe",
+            "Lighting and parking",
+            ["streetlights", "parking"],
+            ["Streetlight.illuminanceLevel", "OffStreetParking.occupancy"],
+        ),
+    ]
+
+
+class WebSettings(_Section):
+    sectors: list[SectorSettings] = Field(
+        default_factory=_default_sectors,
+        description="Sector views of the IOC dashboard: id, name per language, layers, charts.",
+    )
+    live_interval: float = Field(
+        0.2,
+        gt=0,
+        le=5,
+        description="Seconds over which live map changes are coalesced before being pushed.",
+    )
+
+
 class PluginSettings(_Section):
     disabled: list[str] = Field(default_factory=list, description="Names of plugins not to load.")
 
@@ -344,6 +404,7 @@ class Settings(_Section):
     subscriptions: SubscriptionSettings = Field(default_factory=SubscriptionSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     rules: RulesSettings = Field(default_factory=RulesSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
     plugins: PluginSettings = Field(default_factory=PluginSettings)
 
     @property

@@ -1,15 +1,22 @@
-"""The login page (with one-time login links) and the signed-in landing page."""
+"""The login page (with one-time login links), the IOC dashboard pages, the built front
+end and the live stream (``/web/v1/live``)."""
 
 from __future__ import annotations
 
+import json
 from html import escape
+from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from sencity.auth.plugin import safe_next, session_cookie
-from sencity.core.hooks import hookimpl
-from sencity.core.routing import Request, Response, Route
-from sencity.errors import SenCityError
-from sencity.web.i18n import pick_language, t
+from sencity.auth.roles import READERS
+from sencity.core.hooks import Task, hookimpl
+from sencity.core.platform import Platform
+from sencity.core.routing import Request, Response, Route, StreamResponse
+from sencity.errors import NotFound, SenCityError
+from sencity.web.i18n import pick_language, t, ui_strings
+from sencity.web.live import LiveFeed
 
 LANG_COOKIE = "sencity_lang"
 
@@ -46,9 +53,10 @@ def _lang(req: Request) -> str:
     )
 
 
-def _html(lang: str, html: str, status: int = 200) -> Response:
+def _html(lang: str, html: str, status: int = 200, remember: bool = False) -> Response:
     resp = Response(html, status=status, media_type="text/html; charset=utf-8")
-    resp.set_cookie(LANG_COOKIE, lang, samesite="lax", path="/", max_age=365 * 86400)
+    if remember:  # an explicit choice (?lang=) is kept; else the tenant's language applies
+        resp.set_cookie(LANG_COOKIE, lang, samesite="lax", path="/", max_age=365 * 86400)
     return resp
 
 
@@ -82,32 +90,184 @@ def login_page(req: Request) -> Response:
         f'<button type="submit">{escape(t(lang, "login.submit"))}</button></form>'
     )
     status = 401 if error else 200
-    return _html(lang, _page(lang, body, f"/login?lang={other}&next={quote(nxt)}"), status)
+    page = _page(lang, body, f"/login?lang={other}&next={quote(nxt)}")
+    return _html(lang, page, status, remember=req.arg("lang") is not None)
 
 
-def home(req: Request) -> Response:
+BUILD_DIR = Path(__file__).resolve().parent / "static" / "build"
+TENANT_COOKIE = "sencity_tenant"
+_MEDIA = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".map": "application/json",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".json": "application/json",
+}
+
+
+def _pick_tenant(req: Request) -> str | None:
+    """The tenant the dashboard shows: ?tenant=, the last one chosen, the default, the first."""
+    assert req.principal is not None
+    allowed = req.principal.tenants([r["name"] for r in req.platform.store.list_tenants()])
+    for cand in (req.arg("tenant"), req.cookies.get(TENANT_COOKIE), req.tenant):
+        if cand and cand in allowed:
+            return cand
+    return allowed[0] if allowed else None
+
+
+def _build_version() -> str | None:
+    """A version of the built front end (its modification time), None when missing."""
+    try:
+        return str(int((BUILD_DIR / "app.js").stat().st_mtime))
+    except OSError:
+        return None
+
+
+def _json_script(data: Any) -> str:
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def dashboard(req: Request) -> Response:
+    """The IOC dashboard: the city overview (``/``) or a sector view (``/sector/{id}``)."""
     if req.principal is None:
-        return Response(status=303, headers={"Location": "/login"})
-    lang = _lang(req)
-    other = "en" if lang == "vi" else "vi"
+        where = "/login" if req.path == "/" else f"/login?next={quote(req.path)}"
+        return Response(status=303, headers={"Location": where})
     store = req.platform.store
-    tenants = req.principal.tenants([r["name"] for r in store.list_tenants()])
-    items = "".join(
-        f"<li><strong>{escape(store.get_tenant(n)['display_name'])}</strong> ({escape(n)}) — "
-        f"{escape(t(lang, 'home.role'))}: {escape(req.principal.role_on(n) or '')}</li>"
-        for n in tenants
+    tenant = _pick_tenant(req)
+    row = store.get_tenant(tenant) if tenant else None
+    lang = pick_language(
+        req.arg("lang"),
+        req.cookies.get(LANG_COOKIE),
+        req.headers.get("accept-language", ""),
+        row["locale"] if row else "",
     )
-    body = (
-        f"<h1>{escape(t(lang, 'title'))}</h1>"
-        f'<p>{escape(t(lang, "home.signed_in"))} <strong id="username">'
-        f"{escape(req.principal.name)}</strong></p>"
-        f'<h2>{escape(t(lang, "home.tenants"))}</h2><ul id="tenants">{items}</ul>'
-        f"<p>{escape(t(lang, 'home.coming'))}</p>"
-        f'<p><a href="/health">{escape(t(lang, "home.health"))}</a></p>'
-        '<form method="post" action="/auth/logout">'
-        f'<button type="submit">{escape(t(lang, "home.logout"))}</button></form>'
+    other = "en" if lang == "vi" else "vi"
+    if tenant is None or row is None:
+        return _html(lang, _page(lang, "<p role=alert>403</p>", "/"), 403)
+    sectors = req.platform.settings.web.sectors
+    sector = None
+    if "sector" in req.path_params:
+        sector = next((s for s in sectors if s.id == req.path_params["sector"]), None)
+        if sector is None:
+            raise NotFound(f"no sector '{req.path_params['sector']}'")
+    version = _build_version()
+    if version is None:
+        body = (
+            f"<h1>{escape(t(lang, 'title'))}</h1>"
+            f'<p class="error" role="alert">{escape(t(lang, "ui.build.missing"))}</p>'
+        )
+        return _html(lang, _page(lang, body, f"{req.path}?lang={other}"), 503)
+    config = {
+        "lang": lang,
+        "tenant": tenant,
+        "tenantName": row["display_name"],
+        "timezone": row["timezone"],
+        "user": req.principal.name,
+        "role": req.principal.role_on(tenant),
+        "sector": sector.id if sector else None,
+        "sectors": [s.model_dump() for s in sectors],
+        "liveInterval": req.platform.settings.web.live_interval,
+        "strings": ui_strings(lang),
+    }
+    title = (
+        row["display_name"]
+        + " — "
+        + (sector.name.get(lang, sector.id) if sector else t(lang, "ui.overview"))
     )
-    return _html(lang, _page(lang, body, f"/?lang={other}"))
+    nav = "".join(
+        f'<a href="/sector/{escape(s.id)}"'
+        + (' aria-current="page"' if sector and s.id == sector.id else "")
+        + f">{escape(s.name.get(lang, s.id))}</a>"
+        for s in sectors
+    )
+    home_current = "" if sector else ' aria-current="page"'
+    html = f"""<!doctype html><html lang="{lang}"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1">
+<title>{escape(title)} · SenCity</title>
+<link rel="stylesheet" href="/static/build/app.css?v={version}"></head>
+<body><a class="skip" href="#map">{escape(t(lang, "ui.skip"))}</a>
+<header class="top"><h1><span class="brand">SenCity</span>
+<span id="tenant-name">{escape(row["display_name"])}</span></h1>
+<nav aria-label="{escape(t(lang, "ui.sectors"))}"><a href="/"{home_current}>
+{escape(t(lang, "ui.overview"))}</a>{nav}</nav>
+<div class="search" role="search"><label for="search" class="sr-only">
+{escape(t(lang, "ui.search"))}</label><input id="search" type="search" autocomplete="off"
+placeholder="{escape(t(lang, "ui.search.placeholder"))}" aria-controls="search-results"
+aria-expanded="false"><ul id="search-results" role="listbox" hidden></ul></div>
+<span id="live-status" role="status" class="live off">{escape(t(lang, "ui.loading"))}</span>
+<span class="who"><span class="sr-only">{escape(t(lang, "ui.user"))}</span>
+<strong id="username">{escape(req.principal.name)}</strong></span>
+<a class="lang" href="{escape(req.path)}?lang={other}">{escape(t(lang, "lang.switch"))}</a>
+<form method="post" action="/auth/logout"><button type="submit">
+{escape(t(lang, "home.logout"))}</button></form></header>
+<main class="ioc"><aside id="side" aria-label="{escape(t(lang, "ui.layers"))}">
+<section id="tiles" aria-label="{escape(t(lang, "ui.tiles"))}"></section>
+<section id="charts"></section>
+<section id="layers"><h2>{escape(t(lang, "ui.layers"))}</h2></section></aside>
+<div id="map" role="region" tabindex="0" aria-label="{escape(title)}"></div>
+<section id="panel" hidden aria-live="polite"></section></main>
+<script id="sencity-config" type="application/json">{_json_script(config)}</script>
+<script src="/static/build/app.js?v={version}"></script></body></html>"""
+    resp = _html(lang, html, remember=req.arg("lang") is not None)
+    resp.set_cookie(TENANT_COOKIE, tenant, samesite="lax", path="/", max_age=365 * 86400)
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def static_file(req: Request) -> Response:
+    """Files of the built front end (``make web``)."""
+    rel = req.path_params["path"]
+    path = (BUILD_DIR / rel).resolve()
+    if not path.is_relative_to(BUILD_DIR) or not path.is_file():
+        if _build_version() is None:
+            raise NotFound(
+                f"no front-end file {rel}: the front end has not been built (run 'make web')"
+            )
+        raise NotFound(f"no front-end file {rel}")
+    stat = path.stat()
+    etag = f'"{int(stat.st_mtime_ns)}-{stat.st_size}"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if req.headers.get("if-none-match") == etag:
+        return Response(status=304, headers=headers)
+    media = _MEDIA.get(path.suffix, "application/octet-stream")
+    return Response(path.read_bytes(), headers=headers, media_type=media)
+
+
+def _live(req: Request) -> LiveFeed:
+    feed: LiveFeed = req.platform.state["web.live"]
+    return feed
+
+
+async def live_stream(req: Request) -> StreamResponse:
+    return await _live(req).stream(req)
+
+
+def live_stats(req: Request) -> dict[str, Any]:
+    feed = _live(req)
+    return {
+        "tenant": req.tenant,
+        "changesPerSecond": feed.rate(req.tenant),
+        "liveClients": len(feed.clients.get(req.tenant, ())),
+    }
+
+
+@hookimpl
+def sencity_startup(platform: Platform) -> None:
+    platform.state["web.live"] = LiveFeed(platform)
+
+
+@hookimpl
+def sencity_subscriptions(platform: Platform) -> list[tuple[str, Any]]:
+    feed: LiveFeed = platform.state["web.live"]
+    return [("hub.entity.*", feed.on_change), ("rules.alarm.*", feed.on_alarm)]
+
+
+@hookimpl
+def sencity_tasks(platform: Platform) -> list[Task]:
+    feed: LiveFeed = platform.state["web.live"]
+    return [Task("web-live", feed.run)]
 
 
 @hookimpl
@@ -124,9 +284,41 @@ def sencity_routes() -> list[Route]:
         Route(
             "GET",
             "/",
-            home,
+            dashboard,
             public=True,
             name="web.home",
-            summary="Landing page (redirects to /login when signed out)",
+            summary="IOC dashboard, city overview (redirects to /login when signed out)",
+        ),
+        Route(
+            "GET",
+            "/sector/{sector}",
+            dashboard,
+            public=True,
+            name="web.sector",
+            summary="IOC dashboard, one sector view (web.sectors)",
+        ),
+        Route(
+            "GET",
+            "/static/build/{path:path}",
+            static_file,
+            public=True,
+            name="web.static",
+            summary="The built front end",
+        ),
+        Route(
+            "GET",
+            "/web/v1/live",
+            live_stream,
+            READERS,
+            name="web.live",
+            summary="Server-sent events: the tenant's changed entities and alarms",
+        ),
+        Route(
+            "GET",
+            "/web/v1/stats",
+            live_stats,
+            READERS,
+            name="web.stats",
+            summary="Entity changes per second in the tenant, live browsers",
         ),
     ]

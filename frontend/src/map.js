@@ -1,0 +1,236 @@
+// The map: a MapLibre style with no glyphs, no tiles and no sprite — every layer is a
+// GeoJSON source filled from the hub. Changes are coalesced and each source is given
+// its new data at most once per animation frame.
+import maplibregl from "maplibre-gl";
+import { t } from "./i18n.js";
+import { ALL_LAYERS } from "./layers.js";
+
+const WATER = "#8ec5ef";
+const ROAD_WIDTH = ["match", ["get", "c"],
+  ["motorway", "trunk"], 4, "primary", 3, "secondary", 2.4, "tertiary", 1.8, 1.1];
+
+export class CityMap {
+  constructor(container, layers) {
+    this.layers = layers; // the layer definitions shown on this page
+    this.features = new Map(); // layer id -> Map(entity id -> feature)
+    this.dirty = new Set();
+    this.frame = 0;
+    this.probes = new Map(); // source id -> send times of values waiting to be drawn
+    this.latencies = []; // ms from a value's dateObserved to its colour on the map
+    this.wardLabels = [];
+    this.map = new maplibregl.Map({
+      container,
+      style: {
+        version: 8,
+        sources: {},
+        layers: [{ id: "background", type: "background", paint: { "background-color": "#eef2f5" } }],
+      },
+      center: [108.2022, 16.0544],
+      zoom: 11.5,
+      attributionControl: false,
+      maxPitch: 0,
+      fadeDuration: 0,
+    });
+    this.map.addControl(new maplibregl.NavigationControl({ showCompass: false }), "top-right");
+    this.map.addControl(new maplibregl.ScaleControl({ unit: "metric" }), "bottom-right");
+    this.loaded = new Promise((resolve) => this.map.on("load", resolve));
+    this.map.on("sourcedata", (e) => {
+      const waiting = this.probes.get(e.sourceId);
+      if (waiting && e.isSourceLoaded) {
+        this.probes.delete(e.sourceId);
+        const now = Date.now();
+        for (const sent of waiting) this.latencies.push(now - sent);
+        if (this.latencies.length > 200000) this.latencies.splice(0, 100000);
+      }
+    });
+    this.map.on("zoom", () => this.updateLabelVisibility());
+  }
+
+  async init() {
+    await this.loaded;
+    const m = this.map;
+    for (const l of this.layers) {
+      this.features.set(l.id, new Map());
+      m.addSource(l.id, {
+        type: "geojson",
+        data: { type: "FeatureCollection", features: [] },
+        ...(l.cluster ? { cluster: true, clusterRadius: 40, clusterMaxZoom: 15 } : {}),
+      });
+      for (const spec of styleLayers(l)) m.addLayer(spec);
+    }
+  }
+
+  styleIds(layerId) {
+    return this.map.getStyle().layers.filter((s) => s.source === layerId).map((s) => s.id);
+  }
+
+  setVisible(layer, visible) {
+    layer.visible = visible;
+    for (const id of this.styleIds(layer.id)) {
+      this.map.setLayoutProperty(id, "visibility", visible ? "visible" : "none");
+    }
+    if (layer.id === "wards") this.updateLabelVisibility();
+  }
+
+  // entity (keyValues with location) -> feature of `layer`, or null when not drawn
+  feature(layer, e) {
+    if (!e.location || !e.location.type) return null;
+    if (layer.filter && !layer.filter(e)) return null;
+    const props = { id: e.id };
+    if (layer.color) props.color = layer.color(e);
+    if (layer.id === "roads") props.c = e.roadClass || "";
+    if (layer.id === "water") props.c = e.waterType || "";
+    return { type: "Feature", geometry: e.location, properties: props };
+  }
+
+  upsert(layer, e, sentAt) {
+    const f = this.feature(layer, e);
+    const fs = this.features.get(layer.id);
+    if (!fs) return;
+    if (f) fs.set(e.id, f);
+    else if (!fs.delete(e.id)) return;
+    if (sentAt) {
+      if (!this.probes.has(layer.id)) this.probes.set(layer.id, []);
+      this.probes.get(layer.id).push(sentAt);
+    }
+    this.touch(layer.id);
+  }
+
+  remove(layer, id) {
+    const fs = this.features.get(layer.id);
+    if (fs && fs.delete(id)) this.touch(layer.id);
+  }
+
+  touch(id) {
+    this.dirty.add(id);
+    if (!this.frame) this.frame = requestAnimationFrame(() => this.flush());
+  }
+
+  flush() {
+    this.frame = 0;
+    for (const id of this.dirty) {
+      const src = this.map.getSource(id);
+      if (src) src.setData({ type: "FeatureCollection", features: [...this.features.get(id).values()] });
+    }
+    this.dirty.clear();
+  }
+
+  fitTo(entities) {
+    const b = new maplibregl.LngLatBounds();
+    let n = 0;
+    const add = (c) => {
+      if (typeof c[0] === "number") {
+        b.extend(c);
+        n++;
+      } else c.forEach(add);
+    };
+    for (const e of entities) if (e.location) add(e.location.coordinates);
+    if (n) this.map.fitBounds(b, { padding: 30, duration: 0, maxZoom: 15 });
+  }
+
+  // ward names as HTML markers (no glyphs needed)
+  setWardLabels(wards) {
+    for (const m of this.wardLabels) m.remove();
+    this.wardLabels = [];
+    for (const w of wards) {
+      const at = (w.centroid && w.centroid.coordinates) || centre(w.location);
+      if (!at || !w.name) continue;
+      const el = document.createElement("div");
+      el.className = "ward-label";
+      el.textContent = w.name;
+      this.wardLabels.push(new maplibregl.Marker({ element: el }).setLngLat(at).addTo(this.map));
+    }
+    this.updateLabelVisibility();
+  }
+
+  updateLabelVisibility() {
+    const wards = this.layers.find((l) => l.id === "wards");
+    const show = wards && wards.visible && this.map.getZoom() >= 11.5;
+    this.map.getContainer().classList.toggle("hide-ward-labels", !show);
+  }
+
+  flyTo(e) {
+    const at = e.location && centre(e.location);
+    if (at) this.map.easeTo({ center: at, zoom: Math.max(this.map.getZoom(), 14) });
+  }
+
+  interactiveLayers() {
+    return this.map.getStyle().layers.filter((s) => s.metadata && s.metadata.click).map((s) => s.id);
+  }
+}
+
+function centre(g) {
+  if (!g) return null;
+  if (g.type === "Point") return g.coordinates;
+  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+  const walk = (c) => {
+    if (typeof c[0] === "number") {
+      x0 = Math.min(x0, c[0]); x1 = Math.max(x1, c[0]);
+      y0 = Math.min(y0, c[1]); y1 = Math.max(y1, c[1]);
+    } else c.forEach(walk);
+  };
+  walk(g.coordinates);
+  return Number.isFinite(x0) ? [(x0 + x1) / 2, (y0 + y1) / 2] : null;
+}
+
+function styleLayers(l) {
+  const base = { source: l.id, layout: { visibility: l.visible ? "visible" : "none" } };
+  const click = { click: true };
+  const isPoly = ["match", ["geometry-type"], ["Polygon", "MultiPolygon"], true, false];
+  const isLine = ["match", ["geometry-type"], ["LineString", "MultiLineString"], true, false];
+  const isPoint = ["match", ["geometry-type"], ["Point", "MultiPoint"], true, false];
+  switch (l.id) {
+    case "wards":
+      return [
+        { ...base, id: "wards-fill", type: "fill", filter: isPoly, metadata: click,
+          paint: { "fill-color": "#dfe7ef", "fill-opacity": 0.55 } },
+        { ...base, id: "wards-line", type: "line", filter: isPoly,
+          paint: { "line-color": "#5c7fa3", "line-width": 1.2, "line-dasharray": [3, 2] } },
+      ];
+    case "water":
+      return [
+        { ...base, id: "water-fill", type: "fill", filter: isPoly, paint: { "fill-color": WATER } },
+        { ...base, id: "water-line", type: "line", filter: isLine,
+          paint: { "line-color": WATER, "line-width": ["interpolate", ["linear"], ["zoom"], 10, 2, 16, 8] } },
+      ];
+    case "roads":
+      return [
+        { ...base, id: "roads-line", type: "line", filter: isLine, metadata: click,
+          layout: { ...base.layout, "line-cap": "round", "line-join": "round" },
+          paint: { "line-color": "#c5ccd4",
+            "line-width": ["interpolate", ["linear"], ["zoom"], 10, ["*", 0.5, ROAD_WIDTH], 16, ["*", 2.5, ROAD_WIDTH]] } },
+      ];
+    case "pois":
+      return [
+        { ...base, id: "pois-circle", type: "circle", filter: isPoint, metadata: click,
+          paint: { "circle-color": "#7d6b91", "circle-radius": 4, "circle-stroke-color": "#fff", "circle-stroke-width": 1 } },
+      ];
+    default:
+      break;
+  }
+  if (l.geom === "line") {
+    return [
+      { ...base, id: `${l.id}-line`, type: "line", filter: isLine, metadata: click,
+        layout: { ...base.layout, "line-cap": "round" },
+        paint: { "line-color": ["get", "color"], "line-width": ["interpolate", ["linear"], ["zoom"], 10, 3, 16, 9] } },
+    ];
+  }
+  const notCluster = ["!", ["has", "point_count"]];
+  const out = [];
+  if (l.cluster) {
+    out.push({ ...base, id: `${l.id}-cluster`, type: "circle", filter: ["has", "point_count"],
+      metadata: { cluster: true },
+      paint: { "circle-color": "#5b6b7b", "circle-opacity": 0.85, "circle-stroke-color": "#fff", "circle-stroke-width": 2,
+        "circle-radius": ["step", ["get", "point_count"], 12, 10, 16, 100, 22, 1000, 28] } });
+  }
+  out.push({ ...base, id: `${l.id}-circle`, type: "circle", filter: l.cluster ? notCluster : isPoint, metadata: click,
+    paint: { "circle-color": ["get", "color"], "circle-radius": l.radius || 7,
+      "circle-stroke-color": l.ring ? ["get", "color"] : "#1b2733",
+      "circle-stroke-width": l.ring ? 4 : 1, "circle-stroke-opacity": l.ring ? 0.35 : 0.9 } });
+  return out;
+}
+
+export function layerTitle(l) {
+  return t(`layer.${l.id}`);
+}
+export { ALL_LAYERS };
