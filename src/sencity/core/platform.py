@@ -33,6 +33,7 @@ BUILTIN_PLUGINS = (
     "sencity.hub.plugin",
     "sencity.subs.plugin",
     "sencity.ingest.plugin",
+    "sencity.rules.plugin",
     "sencity.rules.indicators_plugin",
     "sencity.web.plugin",
 )

@@ -1,0 +1,192 @@
+"""Rules end to end through the HTTP API on both backends: a rule is created, entity
+changes written through NGSI-LD raise an ``Alert`` entity (hysteresis, one active alarm
+per rule and entity), operators acknowledge, assign, comment and clear it, and every
+step is on the alarm's timeline and on the bus for the dashboard."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.rules.harness import NGSI_LD, RULES, TENANT, poll, rules_settings, running_city
+
+AQ = "urn:ngsi-ld:AirQualityObserved:danang:aq-001"
+AQ2 = "urn:ngsi-ld:AirQualityObserved:danang:aq-002"
+
+PM25_RULE: dict[str, Any] = {
+    "id": "pm25-high",
+    "name": "PM2.5 high",
+    "scope": {"type": "AirQualityObserved"},
+    "when": {"attr": "pm25", "above": 150, "clear_below": 140},
+    "alarm": {
+        "severity": "major",
+        "category": "environment",
+        "description": "PM2.5 {pm25} µg/m³ at {id}",
+    },
+    "notify": [{"type": "dashboard"}],
+}
+
+
+def test_rule_raises_updates_and_clears_one_alarm(store_url: str, tmp_path: Path) -> None:
+    settings = rules_settings(store_url, tmp_path)
+
+    async def main() -> None:
+        async with running_city(settings) as city:
+            r = await city.put_rule(PM25_RULE)
+            assert r.status_code == 201, r.text
+            assert r.headers["Location"] == f"{RULES}/rules/pm25-high"
+            await city.write(AQ, "AirQualityObserved", pm25=120.0, wardCode="20194")
+            await city.write(AQ2, "AirQualityObserved", pm25=90.0, wardCode="20194")
+            await city.write(AQ, "AirQualityObserved", pm25=160.0)
+            found = await poll(lambda: city.alarms(), "the alarm")
+            assert len(found) == 1
+            alarm = found[0]
+            assert alarm["type"] == "Alert"
+            assert alarm["alertSource"] == AQ
+            assert alarm["refRule"] == "pm25-high"
+            assert alarm["severity"] == "major"
+            assert alarm["alarmStatus"] == "active-unacknowledged"
+            assert alarm["description"] == f"PM2.5 160 µg/m³ at {AQ}"
+            assert alarm["wardCode"] == "20194"
+            # the Alert is an ordinary hub entity: NGSI-LD readers see it
+            r = await city.http.get(
+                f"{NGSI_LD}/entities/{alarm['id']}", headers=city.h("viewer")
+            )
+            assert r.status_code == 200, r.text
+            # above the clear threshold: still one alarm, still active (hysteresis)
+            await city.write(AQ, "AirQualityObserved", pm25=170.0)
+            await city.write(AQ, "AirQualityObserved", pm25=145.0)
+            await city.settle(AQ2, "AirQualityObserved")
+            found = await city.alarms()
+            assert [a["alarmStatus"] for a in found] == ["active-unacknowledged"]
+            # below the clear threshold: cleared
+            await city.write(AQ, "AirQualityObserved", pm25=130.0)
+            await poll(
+                lambda: city.alarms(status="cleared-unacknowledged"), "the alarm to clear"
+            )
+            # again above: a new alarm (the cleared one stays in the list)
+            await city.write(AQ, "AirQualityObserved", pm25=155.0)
+            active = await poll(lambda: city.alarms(active="true"), "a second alarm")
+            assert len(active) == 1 and active[0]["id"] != alarm["id"]
+            assert len(await city.alarms()) == 2
+            # the dashboard heard of it on the bus
+            topics = [e.topic for e in city.watcher.events]
+            assert topics[:2] == ["rules.alarm.raised", "rules.alarm.cleared"]
+            assert city.watcher.events[0].payload["id"] == alarm["id"]
+            assert city.watcher.events[0].tenant == TENANT
+
+    asyncio.run(main())
+
+
+def test_operators_acknowledge_assign_comment_and_clear(
+    store_url: str, tmp_path: Path
+) -> None:
+    settings = rules_settings(store_url, tmp_path)
+
+    async def main() -> None:
+        async with running_city(settings) as city:
+            assert (await city.put_rule(PM25_RULE)).status_code == 201
+            await city.write(AQ, "AirQualityObserved", pm25=200.0)
+            alarm = (await poll(lambda: city.alarms(), "the alarm"))[0]
+            base = f"{RULES}/alarms/{alarm['id']}"
+            # a viewer may read but not acknowledge
+            r = await city.http.post(base + "/ack", json={}, headers=city.h("viewer"))
+            assert r.status_code == 403
+            r = await city.http.post(
+                base + "/ack", json={"comment": "on it"}, headers=city.h("operator")
+            )
+            assert r.status_code == 200, r.text
+            assert r.json()["alarmStatus"] == "active-acknowledged"
+            r = await city.http.post(base + "/ack", json={}, headers=city.h("operator"))
+            assert r.status_code == 409
+            assert r.headers["content-type"].startswith("application/problem+json")
+            r = await city.http.post(
+                base + "/assign", json={"assignee": "lan"}, headers=city.h("operator")
+            )
+            assert r.status_code == 200 and r.json()["assignee"] == "lan"
+            r = await city.http.post(base + "/assign", json={}, headers=city.h("operator"))
+            assert r.status_code == 400
+            r = await city.http.post(
+                base + "/comments", json={"text": "crew sent"}, headers=city.h("operator")
+            )
+            assert r.status_code == 201
+            r = await city.http.get(base + "/comments", headers=city.h("viewer"))
+            assert [c["text"] for c in r.json()] == ["crew sent"]
+            r = await city.http.post(
+                base + "/clear", json={"reason": "sensor cleaned"}, headers=city.h("operator")
+            )
+            assert r.status_code == 200 and r.json()["alarmStatus"] == "cleared-acknowledged"
+            assert "validTo" in r.json()
+            r = await city.http.post(base + "/clear", json={}, headers=city.h("operator"))
+            assert r.status_code == 409
+            r = await city.http.get(base + "/timeline", headers=city.h("viewer"))
+            steps = [(e["action"], e["actor"]) for e in r.json()]
+            assert steps == [
+                ("raised", "rule:pm25-high"),
+                ("acknowledged", "operator"),
+                ("assigned", "operator"),
+                ("comment", "operator"),
+                ("cleared", "operator"),
+            ]
+            assert r.json()[0]["values"] == {"pm25": 200.0}
+            r = await city.http.get(f"{RULES}/alarms/urn:x:nothing", headers=city.h("viewer"))
+            assert r.status_code == 404
+            # filters
+            assert await city.alarms(status="cleared-acknowledged")
+            assert not await city.alarms(severity="critical")
+            assert await city.alarms(type="AirQualityObserved")
+            r = await city.http.get(
+                f"{RULES}/alarms", params={"status": "open"}, headers=city.h("viewer")
+            )
+            assert r.status_code == 400
+            topics = [e.topic for e in city.watcher.events]
+            assert topics == [
+                "rules.alarm.raised",
+                "rules.alarm.acknowledged",
+                "rules.alarm.updated",
+                "rules.alarm.cleared",
+            ]
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_rules_crud_and_validation_errors(backend: str, tmp_path: Path) -> None:
+    settings = rules_settings(f"sqlite:///{tmp_path / 'store.db'}", tmp_path)
+
+    async def main() -> None:
+        async with running_city(settings) as city:
+            bad = {**PM25_RULE, "when": {"attr": "pm25", "above": 150, "clear_below": 160}}
+            r = await city.put_rule(bad)
+            assert r.status_code == 400
+            assert r.headers["content-type"].startswith("application/problem+json")
+            problem = r.json()
+            assert problem["rule"] == "pm25-high"
+            assert problem["field"] == "when.clear_below"
+            assert "hysteresis" in problem["detail"]
+            r = await city.http.post(
+                f"{RULES}/rules", json=PM25_RULE, headers=city.h("operator")
+            )
+            assert r.status_code == 403  # operators do not edit rules
+            assert (await city.put_rule(PM25_RULE)).status_code == 201
+            assert (await city.put_rule(PM25_RULE)).status_code == 409
+            r = await city.http.get(f"{RULES}/rules", headers=city.h("viewer"))
+            assert r.headers["Total-Count"] == "1" and r.json()[0]["id"] == "pm25-high"
+            changed = {**PM25_RULE, "name": "PM2.5 very high"}
+            r = await city.http.put(
+                f"{RULES}/rules/pm25-high", json=changed, headers=city.h()
+            )
+            assert r.status_code == 200 and r.json()["name"] == "PM2.5 very high"
+            r = await city.http.put(
+                f"{RULES}/rules/pm25-high", json={**changed, "id": "other"}, headers=city.h()
+            )
+            assert r.status_code == 400
+            r = await city.http.delete(f"{RULES}/rules/pm25-high", headers=city.h())
+            assert r.status_code == 204
+            r = await city.http.get(f"{RULES}/rules/pm25-high", headers=city.h())
+            assert r.status_code == 404
+
+    asyncio.run(main())
