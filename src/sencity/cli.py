@@ -22,6 +22,7 @@ from sencity.auth.roles import ALL_TENANTS, ROLES
 from sencity.auth.service import AuthService, hash_password
 from sencity.config import TENANT_PATTERN, Settings, load_settings
 from sencity.errors import ConfigError, SenCityError
+from sencity.sim.cli import sim_command
 from sencity.store import Store, redact_url
 
 if TYPE_CHECKING:
@@ -603,6 +604,9 @@ def tokens_revoke(ctx: _Ctx, token_id: str) -> None:
     except SenCityError as exc:
         _fail(exc.detail)
     click.echo(f"token {token_id} revoked")
+
+
+cli.add_command(sim_command)  # a client of the platform: nothing of it runs in the server
 
 
 def main() -> None:
