@@ -105,9 +105,7 @@ class City:
         return out
 
 
-async def poll(
-    check: Callable[[], Awaitable[Any]], what: str, timeout: float = 10.0
-) -> Any:
+async def poll(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 10.0) -> Any:
     """Await ``check()`` until it returns something true; fail after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:

@@ -52,9 +52,7 @@ def test_rule_raises_updates_and_clears_one_alarm(store_url: str, tmp_path: Path
             assert alarm["description"] == f"PM2.5 160 µg/m³ at {AQ}"
             assert alarm["wardCode"] == "20194"
             # the Alert is an ordinary hub entity: NGSI-LD readers see it
-            r = await city.http.get(
-                f"{NGSI_LD}/entities/{alarm['id']}", headers=city.h("viewer")
-            )
+            r = await city.http.get(f"{NGSI_LD}/entities/{alarm['id']}", headers=city.h("viewer"))
             assert r.status_code == 200, r.text
             # above the clear threshold: still one alarm, still active (hysteresis)
             await city.write(AQ, "AirQualityObserved", pm25=170.0)
@@ -64,9 +62,7 @@ def test_rule_raises_updates_and_clears_one_alarm(store_url: str, tmp_path: Path
             assert [a["alarmStatus"] for a in found] == ["active-unacknowledged"]
             # below the clear threshold: cleared
             await city.write(AQ, "AirQualityObserved", pm25=130.0)
-            await poll(
-                lambda: city.alarms(status="cleared-unacknowledged"), "the alarm to clear"
-            )
+            await poll(lambda: city.alarms(status="cleared-unacknowledged"), "the alarm to clear")
             # again above: a new alarm (the cleared one stays in the list)
             await city.write(AQ, "AirQualityObserved", pm25=155.0)
             active = await poll(lambda: city.alarms(active="true"), "a second alarm")
@@ -81,9 +77,7 @@ def test_rule_raises_updates_and_clears_one_alarm(store_url: str, tmp_path: Path
     asyncio.run(main())
 
 
-def test_operators_acknowledge_assign_comment_and_clear(
-    store_url: str, tmp_path: Path
-) -> None:
+def test_operators_acknowledge_assign_comment_and_clear(store_url: str, tmp_path: Path) -> None:
     settings = rules_settings(store_url, tmp_path)
 
     async def main() -> None:
@@ -167,18 +161,14 @@ def test_rules_crud_and_validation_errors(backend: str, tmp_path: Path) -> None:
             assert problem["rule"] == "pm25-high"
             assert problem["field"] == "when.clear_below"
             assert "hysteresis" in problem["detail"]
-            r = await city.http.post(
-                f"{RULES}/rules", json=PM25_RULE, headers=city.h("operator")
-            )
+            r = await city.http.post(f"{RULES}/rules", json=PM25_RULE, headers=city.h("operator"))
             assert r.status_code == 403  # operators do not edit rules
             assert (await city.put_rule(PM25_RULE)).status_code == 201
             assert (await city.put_rule(PM25_RULE)).status_code == 409
             r = await city.http.get(f"{RULES}/rules", headers=city.h("viewer"))
             assert r.headers["Total-Count"] == "1" and r.json()[0]["id"] == "pm25-high"
             changed = {**PM25_RULE, "name": "PM2.5 very high"}
-            r = await city.http.put(
-                f"{RULES}/rules/pm25-high", json=changed, headers=city.h()
-            )
+            r = await city.http.put(f"{RULES}/rules/pm25-high", json=changed, headers=city.h())
             assert r.status_code == 200 and r.json()["name"] == "PM2.5 very high"
             r = await city.http.put(
                 f"{RULES}/rules/pm25-high", json={**changed, "id": "other"}, headers=city.h()

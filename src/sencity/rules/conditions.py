@@ -262,7 +262,9 @@ def in_quiet_hours(start: int, end: int, days: frozenset[int] | None, when: date
     """Is local time ``when`` within HH:MM ``start``..``end`` (minutes; may span midnight)?"""
     minute = when.hour * 60 + when.minute
     day = when.weekday()
-    if start <= end:
+    if start == end:  # the whole day
+        return days is None or day in days
+    if start < end:
         return (days is None or day in days) and start <= minute < end
     if minute >= start:
         return days is None or day in days

@@ -127,6 +127,7 @@ class Engine:
         self.evaluations = 0
         self.batches = 0
         self.transitions = 0
+        self.ticks = 0
         self.last_latency = 0.0
         self._stored: dict[tuple[str, str], dict[str, Machine]] = {}
         #: called with (tenant, view) for each entity state evaluated (tests, tools)
@@ -305,6 +306,7 @@ class Engine:
     def timers(self, now: float | None = None) -> int:
         """Durations that ended, no-data scans, due escalations and reminders."""
         now = time.time() if now is None else now
+        self.ticks += 1
         made = 0
         for tenant, evs in list(self.evaluators.items()):
             clock = self.clock(tenant, now, update=False)
