@@ -10,10 +10,16 @@ from prometheus_client import Gauge
 from sencity.core.bus import EventHandler
 from sencity.core.hooks import Task, hookimpl
 from sencity.core.platform import Platform
-from sencity.rules import channels
+from sencity.core.routing import Route
+from sencity.rules import cap_api, channels
 from sencity.rules.indicators import IndicatorService
 
 log = logging.getLogger("sencity.rules.indicators")
+
+
+@hookimpl
+def sencity_routes() -> list[Route]:
+    return cap_api.routes()
 
 
 @hookimpl(trylast=True)  # after the hub's start-up, which makes platform.state["hub"]
