@@ -19,12 +19,14 @@ class ImportGroup(click.Group):
         return super().resolve_command(ctx, args)
 
     def format_usage(self, ctx: click.Context, formatter: Any) -> None:
-        formatter.write_usage(ctx.command_path, "FILE --type TYPE [OPTIONS] | gtfs FEED [OPTIONS]")
+        usage = "FILE --type TYPE [OPTIONS] | gtfs FEED [OPTIONS] | osm FILE [OPTIONS]"
+        formatter.write_usage(ctx.command_path, usage)
 
 
 @click.group("import", cls=ImportGroup)
 def import_group() -> None:
-    """Import a department file (CSV, XLSX, GeoJSON) or a GTFS feed into the hub."""
+    """Import a department file (CSV, XLSX, GeoJSON), a GTFS feed or an OpenStreetMap
+    extract into the hub."""
 
 
 def register(cli: click.Group) -> None:
