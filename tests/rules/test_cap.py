@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import xmlschema
 
 from sencity.auth.service import AuthService
@@ -17,6 +18,7 @@ from sencity.config import load_settings
 from sencity.core.platform import Platform
 from sencity.rules.cap import AlertView, FeedEntry, alert_xml, area_shapes, atom_feed
 from sencity.web.asgi import create_app
+from tests.rules.harness import TENANT, City, poll, rules_settings, running_city
 
 SCHEMA = xmlschema.XMLSchema(Path(__file__).parent / "data" / "CAP-v1.2.xsd")
 NS = {"cap": "urn:oasis:names:tc:emergency:cap:1.2", "atom": "http://www.w3.org/2005/Atom"}
@@ -298,3 +300,54 @@ def test_public_feed_end_to_end(store_url: str, tmp_path: Path) -> None:
         asyncio.run(main())
     finally:
         platform.close()
+
+
+# -- the whole chain: sensor → indicator → rule → alarm → CAP feed -----------------------
+@pytest.mark.timeout(60)
+def test_flood_gauge_to_public_warning(store_url: str, tmp_path: Path) -> None:
+    gauge = f"urn:ngsi-ld:FloodMonitoring:{TENANT}:fl-07"
+    rule = {
+        "id": "flood-alert3",
+        "name": "Báo động 3",
+        "scope": {"type": "FloodMonitoring"},
+        # floodAlertLevel is derived by the built-in indicators from currentLevel
+        "when": {"attr": "floodAlertLevel", "at_least": 3},
+        "alarm": {"severity": "critical", "category": "flood"},
+        "cap": {k: CAP_INFO[k] for k in ("event", "headline", "instruction", "urgency", "area")},
+    }
+    levels = {"alertLevel1": 1.5, "alertLevel2": 2.5, "alertLevel3": 3.5}
+    loc = {"type": "Point", "coordinates": [108.2208, 16.0678]}
+
+    async def feed(city: City) -> list[ET.Element]:
+        r = await city.http.get(f"/cap/v1/{TENANT}/feed.atom")
+        assert r.status_code == 200, r.text
+        return ET.fromstring(r.content).findall("atom:entry", NS)
+
+    async def main() -> None:
+        async with running_city(rules_settings(store_url, tmp_path)) as city:
+            r = await city.put_rule(rule)
+            assert r.status_code == 201, r.text
+            await city.write(gauge, "FloodMonitoring", currentLevel=3.7, location=loc, **levels)
+
+            async def published() -> list[ET.Element]:
+                return await feed(city)
+
+            entries = await poll(published, "the warning in the CAP feed")
+            href = entries[0].find("atom:link", NS).get("href")  # type: ignore[union-attr]
+            path = href.removeprefix("http://t")
+            root = parse((await city.http.get(path)).content)
+            assert text(root, "cap:msgType") == "Alert"
+            assert text(root, "cap:info/cap:category") == "Met"
+            assert text(root, "cap:info/cap:severity") == "Extreme"
+            assert text(root, "cap:info/cap:area/cap:circle") == "16.0678,108.2208 0"
+            # the river falls back: level 0, the alarm clears, the feed cancels the warning
+            await city.write(gauge, "FloodMonitoring", currentLevel=1.0)
+
+            async def cancelled() -> bool:
+                doc = (await city.http.get(path)).content
+                return text(ET.fromstring(doc), "cap:msgType") == "Cancel"
+
+            await poll(cancelled, "the cancellation")
+            parse((await city.http.get(path)).content)
+
+    asyncio.run(main())
