@@ -18,7 +18,6 @@ from datetime import tzinfo
 from typing import TYPE_CHECKING, Any
 
 from sencity.errors import BadRequest
-from sencity.hub.durations import us_iso
 from sencity.hub.store import Query
 from sencity.rules.alarms import iso
 from sencity.rules.conditions import Clock, View
@@ -77,12 +76,9 @@ def backtest(
     )
     current = {e.id: views.of(e) for e in hub.hub.query(tenant, q)[0]}
     store = hub.hub.store
-    pg = store.dialect == "postgresql"
     needed = {ctx.expand(a) for a in rule.attrs()} | {ctx.expand("location")}
     with store.transaction(write=False) as tx:
-        sql = "SELECT tid, id FROM hub_tentities WHERE tenant = ?"
-        params: list[Any] = [tenant]
-        rows = tx.execute(sql, params)
+        rows = tx.execute("SELECT tid, id FROM hub_tentities WHERE tenant = ?", [tenant])
         tids = {r["tid"]: r["id"] for r in rows if r["id"] in current}
         series: dict[int, tuple[str, str]] = {}
         tid_list = list(tids)
@@ -111,7 +107,6 @@ def backtest(
                     f"the backtest would read more than {max_instances} history instances "
                     "(rules.backtest_max_instances): narrow 'from'/'to' or give 'entities'"
                 )
-    del pg
     events.sort()
     # views start from the entities as they are now, without the attributes replayed
     replayed: dict[str, set[str]] = {}
@@ -213,6 +208,3 @@ def _origin(rule: Rule, key: str, tenant: str) -> str:
     from sencity.rules.engine import originator_of
 
     return originator_of(rule, key, tenant)[0] if key.startswith(GROUP) else key
-
-
-__all__ = ["backtest", "us_iso"]
