@@ -33,6 +33,7 @@ from sencity.core.bus import Event
 from sencity.errors import SenCityError
 from sencity.hub.durations import to_us
 from sencity.hub.model import Entity
+from sencity.hub.store import Query
 from sencity.hub.temporal import TemporalQuery
 from sencity.rules import vnaqi
 
@@ -65,6 +66,7 @@ DERIVED: dict[str, tuple[str, ...]] = {
 }
 FLOOD_STATUS = ("normal", "alert1", "alert2", "alert3")
 HISTORY_LIMIT = 10_000  # instances per pollutant read for one NowCast window
+READ_CHUNK = 500  # entities read in one query
 
 
 class _Unchanged(SenCityError):
@@ -237,10 +239,20 @@ class IndicatorService:
         return written
 
     def _process_tenant(self, tenant: str, ids: Mapping[str, str]) -> int:
-        entities = {eid: e for eid in ids if (e := self.hub.hub.get(tenant, eid)) is not None}
+        entities = self._read(tenant, list(ids))
         aq = [e for e in entities.values() if AQ in e.types]
         history = self._history(tenant, aq) if aq else {}
-        segments: dict[str, float | None] = {}
+        refs = {
+            ref
+            for e in entities.values()
+            if TRAFFIC in e.types
+            and not ((_number(_value(e, "freeFlowSpeed")) or 0) > 0)
+            and isinstance(ref := _value(e, "refRoadSegment"), str)
+        }
+        roads = self._read(tenant, sorted(refs)) if refs else {}
+        segments = {
+            ref: _number(_value(road, "maximumAllowedSpeed")) for ref, road in roads.items()
+        }
         wanted: dict[str, Derived] = {}
         for eid, e in entities.items():
             d: Derived | None
@@ -249,16 +261,8 @@ class IndicatorService:
             elif FLOOD in e.types:
                 d = flood(e)
             elif TRAFFIC in e.types:
-                seg = None
-                free = _number(_value(e, "freeFlowSpeed"))
                 ref = _value(e, "refRoadSegment")
-                if (free is None or free <= 0) and isinstance(ref, str):
-                    if ref not in segments:
-                        road = self.hub.hub.get(tenant, ref)
-                        segments[ref] = (
-                            _number(_value(road, "maximumAllowedSpeed")) if road else None
-                        )
-                    seg = segments[ref]
+                seg = segments.get(ref) if isinstance(ref, str) else None
                 d = traffic(e, seg, self.congestion_ratio)
             else:
                 d = None
@@ -268,6 +272,15 @@ class IndicatorService:
             return 0
         changes, _ = self.hub.hub.modify(tenant, list(wanted), _plan(wanted))
         return len(changes)
+
+    def _read(self, tenant: str, ids: list[str]) -> dict[str, Entity]:
+        """The current state of ``ids`` (those that exist), a few queries in all."""
+        out: dict[str, Entity] = {}
+        for i in range(0, len(ids), READ_CHUNK):
+            chunk = ids[i : i + READ_CHUNK]
+            found, _ = self.hub.hub.query(tenant, Query(ids=chunk, limit=len(chunk)))
+            out.update((e.id, e) for e in found)
+        return out
 
     def _history(
         self, tenant: str, entities: Iterable[Entity]
