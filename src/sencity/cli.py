@@ -300,6 +300,7 @@ def _prepare_demo(
     else:
         token = sim_token(store, platform.auth, seeded.city.slug)
         simulator = SimProcess(seeded.city.slug, mqtt_url, token)
+        SimProcess.exit_on_sigterm()
     return password, seeded, simulator
 
 

@@ -15,7 +15,7 @@ the server is ready, as the machine client ``simulator`` (role ``operator`` on t
 city's tenant: the provisioning API ``/ingest/v1`` and the NGSI-LD entity and temporal
 write endpoints accept ``admin`` and ``operator``), with a fresh API token in the
 environment variable ``SENCITY_TOKEN`` (earlier demo tokens of that client are revoked).
-It stops with the server.
+It stops with the server (also when the server is stopped with SIGTERM).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -177,6 +178,18 @@ class SimProcess:
         self.proc = subprocess.Popen(command, env=env)  # noqa: S603 (our own command)
         log.info("simulator started (pid %d): sencity %s", self.proc.pid, " ".join(command[3:]))
         threading.Thread(target=self._watch, name="demo-sim-watch", daemon=True).start()
+
+    @staticmethod
+    def exit_on_sigterm() -> None:
+        """Make SIGTERM end the process through ``SystemExit``, so the ``finally`` that
+        stops the simulator runs (uvicorn re-raises the signal it caught after its
+        shutdown, and the default action would end the process on the spot)."""
+
+        def handler(signum: int, _frame: Any) -> None:
+            raise SystemExit(128 + signum)
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, handler)
 
     def _watch(self) -> None:
         assert self.proc is not None
