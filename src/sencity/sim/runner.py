@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from sencity.sim.city import City, Device, Placer, build_fleet, load_city
+from sencity.sim.city import COUNTS, City, Device, Placer, build_fleet, load_city
 from sencity.sim.client import ApiError, Client, SimError
 from sencity.sim.events import Event, events_between
 from sencity.sim.kinds import KINDS, Kind, device_body, entity_id, group_body, iso, series
@@ -114,12 +114,12 @@ def fetch_all(client: Client, etype: str) -> list[dict[str, Any]]:
 
 def city_and_fleet(client: Client, opts: Options) -> tuple[City, list[Device]]:
     city = load_city(lambda t: fetch_all(client, t), opts.tenant)
-    counts = None
-    if opts.scale != 1.0:
-        from sencity.sim.city import COUNTS
+    return city, build_fleet(city, opts.seed, fleet_counts(opts.scale))
 
-        counts = {k: max(1, round(n * opts.scale)) for k, n in COUNTS.items()}
-    return city, build_fleet(city, opts.seed, counts)
+
+def fleet_counts(scale: float) -> dict[str, int]:
+    """Devices of each kind at a ``--scale`` (at least one of each)."""
+    return {k: max(1, round(n * scale)) for k, n in COUNTS.items()}
 
 
 # -- provisioning --
