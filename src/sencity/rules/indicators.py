@@ -16,7 +16,7 @@ computes, and writes every entity whose derived values differ in one hub transac
 per tenant.  A derived value is written only when it changes, and the write plan checks
 again inside the transaction, so the service's own writes end the loop: the event of a
 derived write finds nothing to change.  Derived attributes carry the ``observedAt`` of
-the measurement they come from.
+the measurement that last changed them.
 """
 
 from __future__ import annotations
