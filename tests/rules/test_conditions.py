@@ -270,3 +270,24 @@ def test_rule_files_name_the_file_and_the_rule() -> None:
         read_rules("rules: [", "city.yaml")
     with pytest.raises(BadRequest, match=r"city.yaml: rules\[0\]: rule 'b': field 'when'"):
         read_rules("- {id: b, name: B, scope: {type: S}, when: 3}", "city.yaml")
+
+
+def test_compiled_conditions_agree_with_evaluate() -> None:
+    from sencity.rules.conditions import compile_condition
+
+    conds = [
+        {"attr": "x", "above": 5, "clear_below": 3},
+        {"attr": "x", "at_most": 5},
+        {"all": [{"attr": "x", "at_least": 2}, {"not": {"attr": "y", "equals": "ok"}}]},
+        {"any": [{"attr": "x", "below": 0}, {"attr": "x", "above": 8}]},
+    ]
+    values: list[Any] = [None, -1, 0, 2, 3, 4.5, 5, 8, 9.5, float("nan"), "7", True]
+    for doc in conds:
+        c = parse_condition("r", doc)
+        fast = compile_condition(c)
+        for active in (False, True):
+            for x in values:
+                for y in ("ok", "bad"):
+                    v = view(x=x, y=y) if x is not None else view(y=y)
+                    m = Machine(active=active)
+                    assert fast(v, m, clock()) == evaluate(c, v, Machine(active=active), clock())

@@ -95,6 +95,27 @@ class Views:
         )
 
 
+class TypeIndex:
+    """The rules of one entity type: those scoped to wards under each ward code, so a
+    change only evaluates the rules of its own ward and the unscoped ones."""
+
+    def __init__(self) -> None:
+        self.anywhere: list[Evaluator] = []
+        self.wards: dict[str, list[Evaluator]] = {}
+
+    def add(self, ev: Evaluator) -> None:
+        if ev.wards is None:
+            self.anywhere.append(ev)
+        else:
+            for code in ev.wards:
+                self.wards.setdefault(code, []).append(ev)
+
+    def rules(self, ward: Any) -> list[Evaluator]:
+        if not self.wards or ward is None:
+            return self.anywhere
+        return self.anywhere + self.wards.get(str(ward), [])
+
+
 def originator_of(rule: Rule, key: str, tenant: str) -> tuple[str, str]:
     """(alertSource id, its type) of a transition key."""
     if not key.startswith(GROUP):
@@ -116,7 +137,7 @@ class Engine:
         self.ctx = self.hub.resolver.resolve(None)
         self.views = Views(self.ctx)
         self.evaluators: dict[str, dict[str, Evaluator]] = {}  # tenant -> rule id -> …
-        self.by_type: dict[str, dict[str, list[Evaluator]]] = {}  # tenant -> type IRI -> …
+        self.by_type: dict[str, dict[str, TypeIndex]] = {}  # tenant -> type IRI -> rules
         self.pending: dict[str, set[str]] = {}
         self.wake = asyncio.Event()
         self.leading = False
@@ -156,10 +177,10 @@ class Engine:
                 new[rule.id] = ev
                 fresh.append((t, ev))
             self.evaluators[t] = new
-            index: dict[str, list[Evaluator]] = {}
+            index: dict[str, TypeIndex] = {}
             for ev in new.values():
                 for ty in ev.rule.scope.type:
-                    index.setdefault(self.ctx.expand(ty), []).append(ev)
+                    index.setdefault(self.ctx.expand(ty), TypeIndex()).add(ev)
             self.by_type[t] = index
         for t, ev in fresh:
             if prev_state := self._stored.get((t, ev.rule.id)):
@@ -446,13 +467,14 @@ class Engine:
                     view = self.views.of(e)
                     for obs in self.observers:
                         obs(tenant, view)
-                    seen: set[int] = set()
-                    for t in e.types:
-                        for ev in index.get(t, ()):
-                            if id(ev) in seen:
-                                continue
-                            seen.add(id(ev))
-                            self.evaluations += 1
-                            made += self.apply(tenant, ev, ev.entity(view, clock))
+                    ward = view.values.get("wardCode")
+                    evs = [ev for t in e.types if t in index for ev in index[t].rules(ward)]
+                    if len(e.types) > 1:
+                        evs = list({id(ev): ev for ev in evs}.values())
+                    self.evaluations += len(evs)
+                    for ev in evs:
+                        trs = ev.entity(view, clock)
+                        if trs:
+                            made += self.apply(tenant, ev, trs)
         self.save()
         return made

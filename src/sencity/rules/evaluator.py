@@ -12,7 +12,7 @@ from typing import Any
 
 from shapely.geometry import shape  # type: ignore[import-untyped]
 
-from sencity.rules.conditions import Clock, Machine, View, advance, due, evaluate
+from sencity.rules.conditions import Clock, Machine, View, advance, compile_condition, due
 from sencity.rules.model import Rule
 
 GROUP = "group:"
@@ -40,9 +40,14 @@ class Evaluator:
         self.member_of: dict[str, str] = {}
         self.dirty: set[str] = set()
         self.no_data = any(c.kind == "no_data" for c in rule.cond.walk())
+        self.check = compile_condition(rule.cond)
+        self.group = rule.group
+        self.scoped = self.id_re is not None or self.wards is not None or self.area is not None
 
     # -- scope -------------------------------------------------------------------------
     def in_scope(self, view: View) -> bool:
+        if not self.scoped:
+            return True
         if self.id_re is not None and not self.id_re.search(view.id):
             return False
         if self.wards is not None and str(view.values.get("wardCode")) not in self.wards:
@@ -65,6 +70,10 @@ class Evaluator:
         return m
 
     def _keep(self, key: str, m: Machine) -> None:
+        if not m.dirty and not m.active and m.since is None and not m.hits and not m.prev:
+            if key in self.machines:
+                del self.machines[key]
+            return  # the common case: nothing to remember
         if m.dirty:
             self.dirty.add(key)
             m.dirty = False
@@ -72,7 +81,7 @@ class Evaluator:
             self.machines[key] = m
         else:
             self.machines.pop(key, None)
-        d = due(m, self.hold if not self.rule.group or key.startswith(GROUP) else None)
+        d = due(m, self.hold if not self.group or key.startswith(GROUP) else None)
         if d is None:
             self.dues.pop(key, None)
         else:
@@ -89,11 +98,13 @@ class Evaluator:
     # -- evaluation --------------------------------------------------------------------
     def entity(self, view: View, clock: Clock) -> list[Transition]:
         """Evaluate the rule for one entity's new state."""
-        if not self.in_scope(view):
+        if self.scoped and not self.in_scope(view):
             return []
-        m = self.machine(view.id)
-        truth = evaluate(self.rule.cond, view, m, clock)
-        g = self.rule.group
+        m = self.machines.get(view.id)
+        if m is None:
+            m = Machine()
+        truth = self.check(view, m, clock)
+        g = self.group
         if g is None:
             tr = advance(m, truth, clock.now, self.hold)
             self._keep(view.id, m)
