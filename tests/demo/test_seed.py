@@ -128,3 +128,25 @@ def test_another_city_in_its_own_tenant(platform: Platform) -> None:
     assert platform.store.get_tenant("hue")["display_name"] == "Thành phố Huế"
     assert _count(platform, "hue", "AdministrativeArea") == 40
     assert _count(platform, "danang", "AdministrativeArea") == 0
+
+
+def test_a_tenant_with_its_own_roads_gets_no_generated_ones(platform: Platform) -> None:
+    writer = HubWriter.of(platform)
+    osm_road = {
+        "id": "urn:ngsi-ld:RoadSegment:danang:osm-4242",
+        "type": "RoadSegment",
+        "roadClass": {"type": "Property", "value": "primary"},
+        "source": {"type": "Property", "value": "osm"},
+        "location": {
+            "type": "GeoProperty",
+            "value": {"type": "LineString", "coordinates": [[108.2, 16.06], [108.21, 16.07]]},
+        },
+    }
+    platform.store.create_tenant("danang", "Thành phố Đà Nẵng")
+    assert not writer.write("danang", [osm_road]).errors
+    res = seed(platform, "danang")
+    assert res.skipped["RoadSegment"] == res.types["RoadSegment"]
+    assert "not added (the tenant has its own RoadSegment)" in res.summary()
+    assert _count(platform, "danang", "RoadSegment") == 1
+    assert _count(platform, "danang", "AdministrativeArea") == 94  # wards always
+    assert _count(platform, "danang", "PointOfInterest") == res.types["PointOfInterest"]

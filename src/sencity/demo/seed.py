@@ -11,7 +11,10 @@ and subscriptions see it like any other write).  It is idempotent and careful:
   cell, a road someone edited — is kept as it is; only attributes it lacks are added.
   ``reseed=True`` (``sencity demo --reseed``) rewrites the differing attributes of
   the entities that are still generated (``boundaryApproximate: true`` for wards,
-  ``source: "generated"`` for the rest) and still leaves the others alone.
+  ``source: "generated"`` for the rest) and still leaves the others alone;
+* generated roads, places and water are only added to a tenant that has no entities
+  of that type from elsewhere: once ``sencity import osm`` has brought the real roads
+  and the generated ones are deleted, a restart does not bring them back.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sencity.demo")
 READ_CHUNK = 200
+GENERATED_TYPES = ("RoadSegment", "PointOfInterest", "WaterBody")
 
 
 @dataclass
@@ -47,12 +51,16 @@ class SeedResult:
     updated: int = 0  # written because generated data changed (or attributes were missing)
     unchanged: int = 0
     kept: int = 0  # differ from the generated data and were left as they are
+    skipped: Counter[str] = field(default_factory=Counter)  # not added: the tenant has its own
     tenant_created: bool = False
     seconds: float = 0.0
 
     def summary(self) -> str:
         what = ", ".join(f"{n} {t}" for t, n in sorted(self.types.items()))
         kept = f", {self.kept} kept as edited" if self.kept else ""
+        if self.skipped:
+            own = ", ".join(sorted(self.skipped))
+            kept += f", {sum(self.skipped.values())} not added (the tenant has its own {own})"
         return (
             f"demo city '{self.city.slug}' ({self.city.name}): {what}; {self.created} "
             f"created, {self.updated} updated, {self.unchanged} unchanged{kept} "
@@ -98,6 +106,21 @@ def _current(writer: HubWriter, tenant: str, ids: list[str]) -> dict[str, Entity
     return found
 
 
+def _foreign_types(
+    writer: HubWriter, tenant: str, entities: list[Entity], current: dict[str, Entity]
+) -> set[str]:
+    """The generated types (roads, places, water) of which the tenant holds entities
+    that are not the demo's."""
+    out = set()
+    for short in GENERATED_TYPES:
+        iri = writer.ctx.expand(short)
+        ours = sum(1 for e in entities if iri in e.types and e.id in current)
+        _, total = writer.hub.hub.query(tenant, Query(types=[[iri]], limit=0, count=True))
+        if (total or 0) > ours:
+            out.add(iri)
+    return out
+
+
 def seed(platform: Platform, city: City | str, reseed: bool = False) -> SeedResult:
     """Write the demo city into its tenant (see the module's docstring)."""
     started = time.perf_counter()
@@ -112,12 +135,16 @@ def seed(platform: Platform, city: City | str, reseed: bool = False) -> SeedResu
     approx = writer.ctx.expand("boundaryApproximate")
     source = writer.ctx.expand("source")
     current = _current(writer, city.slug, [e.id for e in entities])
+    foreign = _foreign_types(writer, city.slug, entities, current)
     writes: list[Entity] = []
-    for e in entities:
+    for e, body in zip(entities, bodies, strict=True):
         cur = current.get(e.id)
         if cur is None:
-            writes.append(e)
-            res.created += 1
+            if foreign.intersection(e.types):
+                res.skipped[str(body["type"])] += 1
+            else:
+                writes.append(e)
+                res.created += 1
             continue
         diff = {
             name: insts
