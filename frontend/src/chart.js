@@ -1,7 +1,7 @@
 // History charts with uPlot: one entity's attribute, or a city-wide average.
 import uPlot from "uplot";
 import { NGSI, json } from "./api.js";
-import { fmtNumber, t, timeZone } from "./i18n.js";
+import { fmtNumber, locale, t, timeZone } from "./i18n.js";
 
 const HOUR = 3600e3;
 export const RANGES = { hour: HOUR, day: 24 * HOUR, week: 7 * 24 * HOUR };
@@ -53,7 +53,7 @@ function series(attrBody, period) {
 export async function entityHistory(id, attr, from, to) {
   const { q, period } = temporalParams(attr, from, to);
   const body = await json(`${NGSI}/temporal/entities/${encodeURIComponent(id)}?${q}`);
-  return { data: series(body[attr], period), period };
+  return { data: series(body[attr], period), period, range: [from / 1000, to / 1000] };
 }
 
 // the average of every entity of `type` per hour over the last 24 hours
@@ -83,10 +83,24 @@ export async function cityAverage(type, attr, to = Date.now()) {
     });
   }
   const xs = [...sums.keys()].sort((a, b) => a - b);
-  return [xs, xs.map((x) => sums.get(x)[0] / sums.get(x)[1])];
+  const data = [xs, xs.map((x) => sums.get(x)[0] / sums.get(x)[1])];
+  data.range = [from / 1000, to / 1000];
+  return data;
 }
 
-export function drawChart(el, data, { label, unit, width }) {
+const axisFormats = new Map();
+function axisTime(ts, span) {
+  const key = span > 2 * 86400 ? "d" : "t";
+  let f = axisFormats.get(key);
+  if (!f) {
+    const opts = key === "d" ? { day: "numeric", month: "numeric" } : { hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
+    f = new Intl.DateTimeFormat(locale, { timeZone, ...opts });
+    axisFormats.set(key, f);
+  }
+  return f.format(new Date(ts * 1000));
+}
+
+export function drawChart(el, data, { label, unit, width, range }) {
   el.replaceChildren();
   if (!data[0].length) {
     const p = document.createElement("p");
@@ -106,8 +120,8 @@ export function drawChart(el, data, { label, unit, width }) {
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), timeZone),
       legend: { show: false },
       cursor: { points: { size: 6 } },
-      scales: { x: { time: true } },
-      axes: [axis, { ...axis, values: (u, ticks) => ticks.map((v) => fmtNumber(v, 1)), label: unit || "" }],
+      scales: { x: { time: true, ...(range ? { range: () => range } : {}) } },
+      axes: [{ ...axis, values: (u, ticks) => ticks.map((v) => axisTime(v, u.scales.x.max - u.scales.x.min)) }, { ...axis, values: (u, ticks) => ticks.map((v) => fmtNumber(v, 1)), label: unit || "" }],
       series: [
         {},
         { label, stroke: "#0b6bcb", width: 2, fill: "rgba(11,107,203,.12)",

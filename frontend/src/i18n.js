@@ -1,7 +1,7 @@
 // UI strings (sent by the server for the page's language) and locale formatting.
 export const config = JSON.parse(document.getElementById("sencity-config").textContent);
 const strings = config.strings;
-const locale = config.lang === "vi" ? "vi-VN" : "en-GB";
+export const locale = config.lang === "vi" ? "vi-VN" : "en-GB";
 export const timeZone = config.timezone || "Asia/Ho_Chi_Minh";
 
 export function t(key, vars) {

@@ -199,7 +199,7 @@ async function sectorCharts() {
     box.append(fig);
     try {
       const data = await cityAverage(type, attr);
-      drawChart(div, data, { label: attrLabel(attr), unit: unitOf(attr), width: div.clientWidth });
+      drawChart(div, data, { label: attrLabel(attr), unit: unitOf(attr), width: div.clientWidth, range: data.range });
       div.dataset.points = String(data[0].length);
     } catch (err) {
       div.textContent = t("ui.error.load", { e: err.message });

@@ -154,11 +154,11 @@ export class EntityPanel {
     const [from, to] = this.range === "custom" && this.custom ? this.custom : [now - RANGES[this.range], now];
     box.setAttribute("aria-busy", "true");
     try {
-      const { data, period } = await entityHistory(this.id, this.attr, from, to);
+      const { data, period, range } = await entityHistory(this.id, this.attr, from, to);
       const row = this.root.querySelector(`tr[data-attr="${this.attr}"] td.v`);
       const unit = FRACTIONS.has(this.attr) ? "" : unitOf(this.attr, null);
       const label = `${attrLabel(this.attr)} (${period ? t("ui.chart.avg", { p: period[0] }) : t("ui.chart.raw")})`;
-      drawChart(box, data, { label, unit, width: box.clientWidth });
+      drawChart(box, data, { label, unit, width: box.clientWidth, range });
       box.dataset.points = String(data[0].length);
       if (row) box.dataset.current = row.textContent;
     } catch (err) {
