@@ -180,3 +180,43 @@ def test_rules_crud_and_validation_errors(backend: str, tmp_path: Path) -> None:
             assert r.status_code == 404
 
     asyncio.run(main())
+
+
+def test_a_change_evaluates_only_the_rules_reading_what_changed(tmp_path: Path) -> None:
+    settings = rules_settings(f"sqlite:///{tmp_path / 'store.db'}", tmp_path)
+    lamp = "urn:ngsi-ld:Streetlight:danang:sl-001"
+    night: dict[str, Any] = {
+        "id": "lamp-fault",
+        "name": "Lamp fault",
+        "scope": {"type": "Streetlight"},
+        "when": {
+            "all": [
+                {"attr": "status", "not_equals": "ok"},
+                {"schedule": {"from": "00:00", "to": "00:00"}},
+            ]
+        },
+    }
+
+    async def main() -> None:
+        async with running_city(settings) as city:
+            assert (await city.put_rule(PM25_RULE)).status_code == 201
+            assert (await city.put_rule(night)).status_code == 201
+            engine = city.platform.state["rules"].engine
+            await city.write(AQ, "AirQualityObserved", pm25=100.0, no2=5.0)
+            await city.settle(AQ, "AirQualityObserved")
+            before = engine.evaluations
+            await city.write(AQ, "AirQualityObserved", no2=6.0)  # the rule reads pm25 only
+            await city.settle(AQ, "AirQualityObserved")
+            assert engine.evaluations == before
+            await city.write(AQ, "AirQualityObserved", pm25=151.0)
+            assert await poll(lambda: city.alarms(rule="pm25-high"), "the PM2.5 alarm")
+            # a rule that depends on time is evaluated on any change (and by the timer)
+            await city.write(lamp, "Streetlight", status="ok")
+            await city.settle(lamp, "Streetlight")
+            before = engine.evaluations
+            await city.settle(lamp, "Streetlight")
+            assert engine.evaluations > before
+            await city.write(lamp, "Streetlight", status="defectiveLamp")
+            assert await poll(lambda: city.alarms(rule="lamp-fault"), "the lamp alarm")
+
+    asyncio.run(main())

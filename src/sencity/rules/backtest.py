@@ -153,9 +153,8 @@ def backtest(
         return {i: state[i] for i in ids if i in state}
 
     ticks: list[float] = []
-    if ev.no_data:
-        periods = [c.period for c in rule.cond.walk() if c.kind == "no_data"]
-        step = max(60.0, min(periods) / 4)
+    if ev.periodic:
+        step = max(ev.scan_every, (hi - lo) / MAX_TICKS)
         n = min(MAX_TICKS, int((hi - lo) / step))
         ticks = [lo + step * (k + 1) for k in range(n)]
     heapq.heapify(ticks)

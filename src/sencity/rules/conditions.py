@@ -218,7 +218,9 @@ def evaluate(c: Cond, view: View, m: Machine, clock: Clock) -> bool:
     if k == "schedule":
         local = datetime.fromtimestamp(clock.now, clock.tz)
         minute = local.hour * 60 + local.minute
-        if c.start <= c.end:
+        if c.start == c.end:  # the whole day
+            return local.weekday() in c.days
+        if c.start < c.end:
             return local.weekday() in c.days and c.start <= minute < c.end
         # over midnight: the part after midnight belongs to the day before
         if minute >= c.start:

@@ -95,25 +95,37 @@ class Views:
         )
 
 
+ANY = "*"
+
+
 class TypeIndex:
-    """The rules of one entity type: those scoped to wards under each ward code, so a
-    change only evaluates the rules of its own ward and the unscoped ones."""
+    """The rules of one entity type, indexed by ward code (rules scoped to wards) and by
+    the attributes they read: a change evaluates only the rules of its ward (and the
+    unscoped ones) that read an attribute it changed (and those that depend on time)."""
 
     def __init__(self) -> None:
-        self.anywhere: list[Evaluator] = []
-        self.wards: dict[str, list[Evaluator]] = {}
+        self.full: dict[str, list[Evaluator]] = {}  # ward or ANY -> rules
+        self.keyed: dict[tuple[str, str], list[Evaluator]] = {}  # (ward|ANY, attr|ANY)
 
     def add(self, ev: Evaluator) -> None:
-        if ev.wards is None:
-            self.anywhere.append(ev)
-        else:
-            for code in ev.wards:
-                self.wards.setdefault(code, []).append(ev)
+        attrs = ev.reads or {ANY}
+        for w in ev.wards or (ANY,):
+            self.full.setdefault(w, []).append(ev)
+            for a in attrs:
+                self.keyed.setdefault((w, a), []).append(ev)
 
-    def rules(self, ward: Any) -> list[Evaluator]:
-        if not self.wards or ward is None:
-            return self.anywhere
-        return self.anywhere + self.wards.get(str(ward), [])
+    def rules(self, ward: Any, changed: set[str] | None) -> list[Evaluator]:
+        wards = (ANY,) if ward is None else (ANY, str(ward))
+        if changed is None:
+            return [ev for w in wards for ev in self.full.get(w, ())]
+        out: dict[int, Evaluator] = {}
+        for w in wards:
+            if w not in self.full:
+                continue
+            for a in (ANY, *changed):
+                for ev in self.keyed.get((w, a), ()):
+                    out[id(ev)] = ev
+        return list(out.values())
 
 
 def originator_of(rule: Rule, key: str, tenant: str) -> tuple[str, str]:
@@ -149,6 +161,7 @@ class Engine:
         self.batches = 0
         self.transitions = 0
         self.ticks = 0
+        self.seen: dict[str, str] = {}  # entity id -> modifiedAt when last evaluated
         self.last_latency = 0.0
         self._stored: dict[tuple[str, str], dict[str, Machine]] = {}
         #: called with (tenant, view) for each entity state evaluated (tests, tools)
@@ -337,8 +350,8 @@ class Engine:
 
             for ev in evs.values():
                 made += self.apply(tenant, ev, ev.timers(clock, reader))
-                if ev.no_data:
-                    made += self._no_data(tenant, ev, clock)
+                if ev.periodic:
+                    made += self._scan(tenant, ev, clock)
         self.save()
         for row in self.rstore.due_alarms(iso(now)):
             rule_ev = self.evaluators.get(row["tenant"], {}).get(row["rule_id"])
@@ -353,9 +366,10 @@ class Engine:
                 self.svc.dispatcher.submit(out, rule)
         return made
 
-    def _no_data(self, tenant: str, ev: Evaluator, clock: Clock) -> int:
-        periods = [c.period for c in ev.rule.cond.walk() if c.kind == "no_data"]
-        every = max(self.settings.tick_seconds, min(min(periods) / 4, 60.0))
+    def _scan(self, tenant: str, ev: Evaluator, clock: Clock) -> int:
+        """Evaluate a rule that depends on time (no data, schedules, windows) for every
+        entity in its scope, every ``scan_every`` seconds."""
+        every = max(self.settings.tick_seconds, ev.scan_every)
         key = (tenant, ev.rule.id)
         if clock.now - self._scanned.get(key, 0.0) < every:
             return 0
@@ -443,6 +457,22 @@ class Engine:
                     log.warning("lost the rules engine lock (store connection); standing by")
                     return
 
+    def _changed(self, tenant: str, e: Entity) -> set[str] | None:
+        """Short names of the attributes changed since this engine last saw the entity
+        (None: all of them, for an entity not seen since the start)."""
+        key = f"{tenant}\x1f{e.id}"
+        last = self.seen.get(key)
+        now = e.modified_at or ""
+        self.seen[key] = now
+        if last is None:
+            return None
+        short = self.views.short
+        return {
+            short(iri)
+            for iri, insts in e.attrs.items()
+            if any(i.get("modifiedAt", now) > last for i in insts)
+        }
+
     def _process_typed(self, batch: dict[str, set[str]]) -> int:
         try:
             return self.process(batch)
@@ -468,7 +498,10 @@ class Engine:
                     for obs in self.observers:
                         obs(tenant, view)
                     ward = view.values.get("wardCode")
-                    evs = [ev for t in e.types if t in index for ev in index[t].rules(ward)]
+                    changed = self._changed(tenant, e)
+                    evs = [
+                        ev for t in e.types if t in index for ev in index[t].rules(ward, changed)
+                    ]
                     if len(e.types) > 1:
                         evs = list({id(ev): ev for ev in evs}.values())
                     self.evaluations += len(evs)

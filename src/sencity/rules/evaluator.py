@@ -39,8 +39,19 @@ class Evaluator:
         self.groups: dict[str, set[str]] = {}
         self.member_of: dict[str, str] = {}
         self.dirty: set[str] = set()
-        self.no_data = any(c.kind == "no_data" for c in rule.cond.walk())
         self.check = compile_condition(rule.cond)
+        #: attributes whose change may change the truth; empty: depends on time too
+        self.periodic = any(c.kind in ("no_data", "schedule", "count") for c in rule.cond.walk())
+        self.reads: set[str] = set() if self.periodic else set(rule.attrs())
+        if any(c.kind in ("inside", "outside", "near") for c in rule.cond.walk()):
+            self.reads.add("location")
+        if self.reads and self.area is not None:
+            self.reads.add("location")
+        #: how often a rule that depends on time is evaluated without changes (seconds)
+        self.scan_every = 60.0
+        for c in rule.cond.walk():
+            if c.kind in ("no_data", "count"):
+                self.scan_every = min(self.scan_every, max(1.0, c.period / 4))
         self.group = rule.group
         self.scoped = self.id_re is not None or self.wards is not None or self.area is not None
 
