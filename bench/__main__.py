@@ -16,6 +16,8 @@ BENCHES = [
     ["bench.notify", "postgresql"],
     ["bench.ingest", "sqlite"],
     ["bench.ingest", "postgresql"],
+    ["bench.osm", "sqlite"],
+    ["bench.osm", "postgresql"],
 ]
 
 
