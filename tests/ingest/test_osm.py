@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -20,8 +21,10 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner, Result
 from shapely.geometry import LineString, box
 
+from sencity.cli import _Ctx
 from sencity.config import Settings
 from sencity.hub.ldcontext import ContextResolver
 from sencity.hub.model import Entity
@@ -31,6 +34,7 @@ from sencity.ingest.osm import (
     ROAD_SPEEDS,
     OsmError,
     import_osm,
+    osm_command,
     parse_bbox,
     parse_lanes,
     parse_maxspeed,
@@ -628,7 +632,16 @@ def test_cli_dry_run_import_and_summary(tmp_path: Path) -> None:
     assert store_counts(url, tmp_path, "hanoi") == expected
 
 
-def test_cli_bad_file_and_options(tmp_path: Path) -> None:
+def invoke(args: list[str], url: str) -> Result:
+    """The command in this process (the option and file checks, without a start-up)."""
+    env = {k: None for k in os.environ if k.upper().startswith("SENCITY_")}
+    return CliRunner().invoke(
+        osm_command, args, obj=_Ctx(None), env={**env, "SENCITY_STORE__URL": url}
+    )
+
+
+def test_cli_bad_file_and_options(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     good = small_extract(tmp_path / "small.osm")
     truncated = tmp_path / "truncated.osm"
@@ -640,18 +653,32 @@ def test_cli_bad_file_and_options(tmp_path: Path) -> None:
         ([str(truncated)], "truncated.osm: cannot be read as OpenStreetMap data: XML parsing"),
         ([str(garbage)], "garbage.osm.pbf: cannot be read as OpenStreetMap data: PBF error"),
         ([str(good), "--bbox", "1,2,3"], "expected 4 numbers W,S,E,N"),
+        ([str(good), "--bbox", "108.3,16,108.2,16.1"], "west 108.3 must be less than east 108.2"),
         ([str(good), "--tenant", "Đà Nẵng"], "not a tenant name"),
     ]
     for args, message in cases:
-        res = cli(args, tmp_path, url)
-        assert res.returncode == 2, (args, res.stdout, res.stderr)
-        assert message in res.stderr, (args, res.stderr)
-        assert "Traceback" not in res.stderr
+        res = invoke(args, url)
+        assert res.exit_code == 2, (args, res.output)
+        assert message in res.stderr, (args, res.output)
+        assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
     # nothing was written by any of them
     assert sum(store_counts(url, tmp_path, "danang").values()) == 0
-    res = cli(
-        [str(good), "--tenant", "danang", "--bbox", "108.19,16.04,108.21,16.06"], tmp_path, url
-    )
-    assert res.returncode == 0, res.stderr
+    res = invoke([str(good), "--tenant", "danang", "--bbox", "108.19,16.04,108.21,16.06"], url)
+    assert res.exit_code == 0, res.output
     assert "inside --bbox 108.19,16.04,108.21,16.06" in res.stdout
     assert store_counts(url, tmp_path, "danang")["RoadSegment"] == 3  # 100, 101, 102
+
+
+@needs_hcmc
+def test_cli_truncated_pbf_writes_nothing(tmp_path: Path) -> None:
+    """The first blocks of the file read well; the end is missing: nothing is written."""
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    cut = tmp_path / "hcmc_cut.osm.pbf"
+    cut.write_bytes(HCMC.read_bytes()[:3_000_000])
+    res = cli([str(cut), "--tenant", "hcmc"], tmp_path, url)
+    assert res.returncode == 2, res.stdout
+    assert res.stderr.strip().endswith(
+        "error: hcmc_cut.osm.pbf: cannot be read as OpenStreetMap data: PBF error: unexpected EOF"
+    ), res.stderr
+    assert "Traceback" not in res.stderr
+    assert sum(store_counts(url, tmp_path, "hcmc").values()) == 0
