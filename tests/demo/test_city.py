@@ -18,7 +18,7 @@ from shapely.geometry import Point, shape
 from sencity.demo.cities import fold, load_city, resolve_slug, slugs
 from sencity.demo.geometry import haversine_m
 from sencity.demo.pois import poi_entities, water_entities
-from sencity.demo.roads import road_entities
+from sencity.demo.roads import connected_wards, road_entities
 from sencity.demo.seed import demo_bodies
 from sencity.demo.wards import projected_cells, target_areas, ward_entities
 from sencity.errors import BadRequest
@@ -167,8 +167,11 @@ def test_roads_form_one_connected_network_between_ward_centres(slug: str) -> Non
     city = load_city(slug)
     roads = road_entities(city)
     adj = _road_graph(roads)
-    centres = {(w.lon, w.lat) for w in city.wards if not w.island}
+    connected = connected_wards(city)
+    centres = {(w.lon, w.lat) for w in connected}
     assert set(adj) == centres  # every mainland ward, and only ward centres
+    islands = {w.name for w in city.wards} - {w.name for w in connected}
+    assert islands == {"danang": {"Đặc khu Hoàng Sa", "Xã Tân Hiệp"}, "hanoi": set()}[slug]
     start = next(iter(adj))
     seen, todo = {start}, deque([start])
     while todo:

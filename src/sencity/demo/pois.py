@@ -23,6 +23,7 @@ import numpy as np
 
 from sencity.demo.cities import City, Ward
 from sencity.demo.geometry import DECIMALS, unit_hash
+from sencity.demo.roads import connected_wards
 from sencity.demo.wards import projection
 
 CENTRE_RADIUS_KM = 5.0
@@ -44,8 +45,8 @@ def _count(n: int, per: int, lo: int, hi: int) -> int:
 
 
 def spread_order(city: City) -> list[Ward]:
-    """Mainland wards, the centre first, then by farthest-point sampling."""
-    wards = [w for w in city.wards if not w.island]
+    """The wards on the road network, the centre first, then by farthest-point sampling."""
+    wards = connected_wards(city)
     if not wards:
         return []
     proj = projection(city)

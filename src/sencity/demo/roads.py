@@ -1,7 +1,7 @@
 """A generated arterial road network between ward centres (plausible, not real).
 
 1. Nodes: the centroids of the mainland wards (special zones — the island districts
-   Hoàng Sa, Phú Quốc… — get no roads).
+   Hoàng Sa, Phú Quốc… — and island communes far from every other ward get no roads).
 2. Edges: the Gabriel graph of the centroids (a Delaunay edge is kept when no other
    centroid lies in the circle whose diameter it is): planar, connected (it holds the
    minimum spanning tree) and road-like.  Edges longer than three times the median
@@ -29,13 +29,14 @@ from shapely.geometry import LineString, MultiPoint  # type: ignore[import-untyp
 
 from sencity.demo.cities import City, Ward
 from sencity.demo.geometry import DECIMALS, line_length_m, unit_hash
-from sencity.demo.wards import projection
+from sencity.demo.wards import projection, target_areas
 
 CLASSES = (("trunk", 0.08), ("primary", 0.25), ("secondary", 0.55), ("tertiary", 1.0))
 SPEED_URBAN = {"trunk": 60, "primary": 60, "secondary": 50, "tertiary": 50}
 SPEED_RURAL = {"trunk": 90, "primary": 80, "secondary": 60, "tertiary": 50}
 LANES = {"trunk": 4, "primary": 4, "secondary": 2, "tertiary": 2}
 LONG_EDGE = 3.0  # × the median edge length
+ISOLATED = 3.0  # × the sum of two wards' radii: farther from every other ward = an island
 
 
 @dataclass
@@ -107,9 +108,29 @@ def _loads(n: int, edges: list[tuple[int, int]], length: list[float]) -> list[fl
     return load
 
 
-def graph(city: City) -> tuple[list[Ward], list[tuple[int, int]], Any]:
-    """The mainland wards, the edges (index pairs) and the projected points."""
+def connected_wards(city: City) -> list[Ward]:
+    """The wards on the road network: not the special zones (đặc khu, the island
+    districts), nor a ward farther than ``ISOLATED`` times the sum of the two radii
+    (√(area/π)) from its nearest neighbour — an island commune such as Tân Hiệp (Cù Lao
+    Chàm), whose road would cross the sea."""
     wards = [w for w in city.wards if not w.island]
+    if len(wards) < 2:
+        return wards
+    proj = projection(city)
+    xy = np.array([proj.point(w.lon, w.lat) for w in wards])
+    radius = np.sqrt(np.array(target_areas(city))[[city.wards.index(w) for w in wards]] / math.pi)
+    keep = []
+    for i, w in enumerate(wards):
+        gap = np.hypot(*(xy - xy[i]).T) / (radius + radius[i])
+        gap[i] = math.inf
+        if gap.min() <= ISOLATED:
+            keep.append(w)
+    return keep
+
+
+def graph(city: City) -> tuple[list[Ward], list[tuple[int, int]], Any]:
+    """The connected wards, the edges (index pairs) and the projected points."""
+    wards = connected_wards(city)
     proj = projection(city)
     xy = np.array([proj.point(w.lon, w.lat) for w in wards]) if wards else np.zeros((0, 2))
     n = len(wards)
