@@ -62,6 +62,20 @@ class Pending:
 
 
 @dataclass
+class Change:
+    """A rule transition for :meth:`AlarmService.apply`."""
+
+    kind: str  # raise | clear
+    rule: Rule
+    originator: str
+    source_type: str
+    at: float
+    values: dict[str, Any] = field(default_factory=dict)
+    location: dict[str, Any] | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class Outcome:
     """An alarm change to tell about: ``event`` is a notice event."""
 
@@ -145,44 +159,16 @@ class AlarmService:
         return plan
 
     # -- raise and clear (the engine) ---------------------------------------------------
-    def raise_alarm(
+    def new_alert(
         self,
         tenant: str,
         rule: Rule,
         originator: str,
-        source_type: str,
         values: dict[str, Any],
         location: dict[str, Any] | None,
         now: float,
-        detail: dict[str, Any] | None = None,
-    ) -> Outcome:
-        """Raise ``rule``'s alarm for ``originator``, or update the active one."""
-        with self.rstore.store.transaction(write=False) as tx:
-            row = RulesStore.active_alarm(tx, tenant, rule.id, originator)
-        text = fill(
-            rule.alarm.description or rule.name,
-            {**values, "id": originator, "rule": rule.id, "name": rule.name},
-        )
-        if row is not None:
-            aid = row["id"]
-            pending = Pending(
-                {
-                    k: row[k]
-                    for k in (
-                        "rule_id",
-                        "originator",
-                        "source_type",
-                        "active",
-                        "status",
-                        "severity",
-                        "level",
-                        "next_at",
-                    )
-                },
-                [("rule:" + rule.id, "retriggered", {"description": text, **(detail or {})})],
-            )
-            alarm = self._write(tenant, aid, self._update(aid, {"description": text}), pending)
-            return Outcome(tenant, "updated", alarm, rule.id, row["level"])
+        text: str,
+    ) -> Entity:
         aid = f"urn:ngsi-ld:Alert:{tenant}:alm-{uuid.uuid4().hex[:16]}"
         stamp = iso(now)
         body: dict[str, Any] = {
@@ -209,45 +195,120 @@ class AlarmService:
         if rule.cap is not None:
             body["publicWarning"] = {"type": "Property", "value": True}
             body["capInfo"] = {"type": "JsonProperty", "json": rule.cap.model_dump(mode="json")}
-        entity = parse_entity(body, self.ctx)
-        due = next_due(rule, now, 0, now)
-        pending = Pending(
-            {
-                "rule_id": rule.id,
-                "originator": originator,
-                "source_type": source_type,
-                "active": 1,
-                "status": ACTIVE_UNACK,
-                "severity": rule.alarm.severity,
-                "level": 0,
-                "next_at": iso(due) if due is not None else None,
-            },
-            [
-                (
-                    "rule:" + rule.id,
-                    "raised",
-                    {"severity": rule.alarm.severity, "description": text, **(detail or {})},
-                )
-            ],
-        )
+        return parse_entity(body, self.ctx)
 
-        def plan(i: str, cur: Entity | None) -> Entity:
-            return entity
-
-        alarm = self._write(tenant, aid, plan, pending)
-        return Outcome(tenant, "raised", alarm, rule.id)
-
-    def clear_for(
-        self, tenant: str, rule: Rule, originator: str, now: float, detail: dict[str, Any]
-    ) -> Outcome | None:
-        """The condition no longer holds: clear the active alarm, if there is one."""
+    def apply(self, tenant: str, changes: list[Change]) -> list[Outcome]:
+        """Raise and clear alarms for a batch of rule transitions, in order, in one hub
+        transaction: a raise while the (rule, source) alarm is active updates it; a
+        clear without an active alarm does nothing."""
+        if not changes:
+            return []
+        origins = sorted({c.originator for c in changes})
+        active: dict[tuple[str, str], dict[str, Any]] = {}
         with self.rstore.store.transaction(write=False) as tx:
-            row = RulesStore.active_alarm(tx, tenant, rule.id, originator)
-        if row is None:
-            return None
-        return self.clear(
-            tenant, row["id"], "rule:" + rule.id, "condition no longer holds", now, detail
-        )
+            for i in range(0, len(origins), 500):
+                chunk = origins[i : i + 500]
+                for found in tx.execute(
+                    "SELECT * FROM rules_alarms WHERE tenant = ? AND active = 1 AND originator "
+                    f"IN ({','.join('?' * len(chunk))})",
+                    [tenant, *chunk],
+                ):
+                    active[(found["rule_id"], found["originator"])] = found
+        created: dict[str, Entity] = {}
+        updates: dict[str, list[dict[str, list[dict[str, Any]]]]] = {}
+        pending: dict[str, Pending] = {}
+        events: list[tuple[str, str, str, int]] = []  # alarm id, event, rule id, level
+        for ch in changes:
+            rule = ch.rule
+            key = (rule.id, ch.originator)
+            row: dict[str, Any] | None = active.get(key)
+            actor = "rule:" + rule.id
+            if ch.kind == "raise":
+                text = fill(
+                    rule.alarm.description or rule.name,
+                    {**ch.values, "id": ch.originator, "rule": rule.id, "name": rule.name},
+                )
+                if row is not None:
+                    aid = row["id"]
+                    p = pending.setdefault(aid, Pending(self._keep(row)))
+                    p.timeline.append((actor, "retriggered", {"description": text, **ch.detail}))
+                    updates.setdefault(aid, []).append(self._attrs(aid, {"description": text}))
+                    events.append((aid, "updated", rule.id, int(row["level"])))
+                    continue
+                entity = self.new_alert(
+                    tenant, rule, ch.originator, ch.values, ch.location, ch.at, text
+                )
+                aid = entity.id
+                created[aid] = entity
+                due = next_due(rule, ch.at, 0, ch.at)
+                made = {
+                    "id": aid,
+                    "rule_id": rule.id,
+                    "originator": ch.originator,
+                    "source_type": ch.source_type,
+                    "active": 1,
+                    "status": ACTIVE_UNACK,
+                    "severity": rule.alarm.severity,
+                    "level": 0,
+                    "next_at": iso(due) if due is not None else None,
+                    "raised_at": iso(ch.at),
+                }
+                active[key] = made
+                pending[aid] = Pending(
+                    self._keep(made),
+                    [
+                        (
+                            actor,
+                            "raised",
+                            {"severity": rule.alarm.severity, "description": text, **ch.detail},
+                        )
+                    ],
+                )
+                events.append((aid, "raised", rule.id, 0))
+            else:
+                if row is None:
+                    continue
+                aid = row["id"]
+                status = CLEARED_ACK if row["status"] == ACTIVE_ACK else CLEARED_UNACK
+                del active[key]
+                p = pending.setdefault(aid, Pending(self._keep(row)))
+                p.row.update(active=0, status=status, next_at=None)
+                p.timeline.append(
+                    (actor, "cleared", {"reason": "condition no longer holds", **ch.detail})
+                )
+                updates.setdefault(aid, []).append(
+                    self._attrs(aid, {"alarmStatus": status, "validTo": iso(ch.at)})
+                )
+                events.append((aid, "cleared", rule.id, int(row["level"])))
+
+        def plan(eid: str, cur: Entity | None) -> Entity:
+            base = created.get(eid) or cur
+            if base is None:
+                raise NotFound(f"alarm '{eid}' does not exist")
+            new = Entity(
+                base.id,
+                list(base.types),
+                {k: list(v) for k, v in base.attrs.items()},
+                list(base.scopes) if base.scopes else None,
+                base.created_at,
+                base.modified_at,
+            )
+            for attrs in updates.get(eid, ()):
+                new.attrs.update(attrs)
+            return new
+
+        ids = list(pending)
+        token = self._pending.set(pending)
+        try:
+            done, errors = self.hub.hub.modify(self.hub.ensure_tenant(tenant), ids, plan)
+        finally:
+            self._pending.reset(token)
+        shown = {aid: self.render(c.after) for aid, c in done.items() if c.after is not None}
+        return [
+            Outcome(tenant, event, shown[aid], rid, level)
+            for aid, event, rid, level in events
+            if aid in shown and aid not in errors
+        ]
 
     # -- operator actions ---------------------------------------------------------------
     def _row(self, tenant: str, aid: str) -> dict[str, Any]:

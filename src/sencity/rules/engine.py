@@ -30,7 +30,7 @@ from sencity.core.bus import Event
 from sencity.hub.model import VALUE_KEY, Entity
 from sencity.hub.store import Query
 from sencity.ingest.service import LEASE_CHECK, Leadership
-from sencity.rules.alarms import AlarmService, Outcome, iso
+from sencity.rules.alarms import AlarmService, Change, iso
 from sencity.rules.conditions import Clock, Machine, View, advance, evaluate
 from sencity.rules.evaluator import GROUP, Evaluator, Transition
 from sencity.rules.model import Rule
@@ -161,6 +161,7 @@ class Engine:
         self.batches = 0
         self.transitions = 0
         self.ticks = 0
+        self._changes: dict[str, list[Change]] = {}
         self.seen: dict[str, str] = {}  # entity id -> modifiedAt when last evaluated
         self.last_latency = 0.0
         self._stored: dict[tuple[str, str], dict[str, Machine]] = {}
@@ -309,21 +310,28 @@ class Engine:
             else:
                 detail = {"members": tr.members or []}
                 values = {"count": len(tr.members or []), "group": tr.key[len(GROUP) :]}
-            try:
-                if tr.kind == "raise":
-                    out: Outcome | None = self.alarms.raise_alarm(
-                        tenant, rule, origin, otype, values, location, tr.at, detail
-                    )
-                else:
-                    out = self.alarms.clear_for(tenant, rule, origin, tr.at, detail)
-            except Exception:
-                log.exception("rule %s: could not %s the alarm of %s", rule.id, tr.kind, origin)
-                continue
-            if out is not None:
-                self.svc.dispatcher.submit(out, rule)
+            self._changes.setdefault(tenant, []).append(
+                Change(tr.kind, rule, origin, otype, tr.at, values, location, detail)
+            )
         return len(transitions)
 
+    def flush(self) -> None:
+        """Write the alarms of the transitions queued by :meth:`apply`, one transaction
+        per tenant, and tell about them."""
+        queued, self._changes = self._changes, {}
+        for tenant, changes in queued.items():
+            rules = {c.rule.id: c.rule for c in changes}
+            try:
+                outs = self.alarms.apply(tenant, changes)
+            except Exception:
+                log.exception("could not write %d alarm change(s) of %s", len(changes), tenant)
+                continue
+            for out in outs:
+                self.svc.dispatcher.submit(out, rules.get(out.rule_id))
+
     def save(self) -> None:
+        """Alarms of the transitions, then the state machines that changed."""
+        self.flush()
         puts, drops = [], []
         for tenant, evs in self.evaluators.items():
             for rid, ev in evs.items():
