@@ -176,6 +176,28 @@ def test_rules_crud_and_validation_errors(backend: str, tmp_path: Path) -> None:
             assert r.status_code == 400
             r = await city.http.delete(f"{RULES}/rules/pm25-high", headers=city.h())
             assert r.status_code == 204
+            # a rule with a cap section makes public warnings
+            cap = {
+                "event": {"vi": "Lũ", "en": "Flood"},
+                "headline": {"vi": "Vượt báo động 3", "en": "Above alert level 3"},
+                "instruction": {"vi": "Sơ tán", "en": "Evacuate"},
+                "urgency": "Immediate",
+                "area": "Hòa Vang",
+            }
+            flood = {
+                "id": "flood-3",
+                "name": "Flood alert 3",
+                "scope": {"type": "FloodMonitoring"},
+                "when": {"attr": "currentLevel", "at_least": {"attr": "alertLevel3"}},
+                "alarm": {"severity": "critical"},
+                "cap": cap,
+            }
+            assert (await city.put_rule(flood)).status_code == 201
+            gauge = "urn:ngsi-ld:FloodMonitoring:danang:fl-09"
+            await city.write(gauge, "FloodMonitoring", currentLevel=4.2, alertLevel3=4.0)
+            alarm = (await poll(lambda: city.alarms(rule="flood-3"), "the flood alarm"))[0]
+            assert alarm["publicWarning"] is True
+            assert alarm["capInfo"] == {**cap, "certainty": "Observed"}
             r = await city.http.get(f"{RULES}/rules/pm25-high", headers=city.h())
             assert r.status_code == 404
 
