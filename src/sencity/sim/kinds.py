@@ -73,8 +73,8 @@ KINDS: dict[str, Kind] = {
             "light",
             "Streetlight",
             (
-                Attr("powerState", None, "text"),
                 Attr("illuminanceLevel", "C62", digits=2),
+                Attr("powerState", None, "text"),
                 Attr("status", None, "text"),
             ),
             900,

@@ -117,6 +117,8 @@ def run_load(opts: Options, say: Say, progress: Progress, stop: Stop) -> LoadRep
     client = Client(opts.url, opts.tenant, opts.token)
     rep = LoadReport(devices=opts.devices, rate=opts.rate)
     key = apikey(opts.tenant, "load")
+    pub = Publisher(opts.mqtt_url, f"sencity-sim-load-{uuid.uuid4().hex[:8]}", window=5_000)
+    pub.connect()  # the broker first: nothing is provisioned when it is not there
     try:
         ensure_group(
             client,
@@ -142,10 +144,8 @@ def run_load(opts: Options, say: Say, progress: Progress, stop: Stop) -> LoadRep
         made = ensure_devices(client, key, bodies)
         say(f"provisioned {opts.devices:,} load devices ({made:,} created or updated)")
         dead0 = _dead_total(client)
-        topics = [f"/json/{key}/{b['device_id']}/attrs".encode() for b in bodies]
+        topics = [f"/json/{key}/{b['device_id']}/attrs" for b in bodies]
         bad_key = noise.stream_key(opts.seed, "load-invalid")
-        pub = Publisher(opts.mqtt_url, f"sencity-sim-load-{uuid.uuid4().hex[:8]}", window=5_000)
-        pub.connect()
         t0 = time.time()
         real0 = time.monotonic()
         duration = opts.duration if opts.duration is not None else 60.0
@@ -166,7 +166,7 @@ def run_load(opts: Options, say: Say, progress: Progress, stop: Stop) -> LoadRep
                 while n < target:
                     value: Any = "n/a" if bad[n - first] else n
                     payload = json.dumps({"ts": stamp, "v": value}, separators=(",", ":"))
-                    pub.send(topics[n % len(topics)].decode(), payload.encode())
+                    pub.send(topics[n % len(topics)], payload.encode())
                     rep.invalid += value == "n/a"
                     n += 1
                     if n % 1000 == 0:
@@ -174,7 +174,6 @@ def run_load(opts: Options, say: Say, progress: Progress, stop: Stop) -> LoadRep
             pub.wait(0)
         finally:
             rep.published = pub.acked
-            pub.close()
         rep.publish_seconds = time.monotonic() - real0
         t1 = time.time()
         say(f"published {rep.published:,} messages; counting what the platform accepted…")
@@ -194,5 +193,6 @@ def run_load(opts: Options, say: Say, progress: Progress, stop: Stop) -> LoadRep
             time.sleep(0.5)
         rep.accepted, rep.dead = max(last[0], 0), max(last[1], 0)
     finally:
+        pub.close()
         client.close()
     return rep

@@ -31,7 +31,9 @@ class Publisher:
             c.username_pw_set(unquote(parts.username), unquote(parts.password or ""))
         if parts.scheme == "mqtts":
             c.tls_set_context(ssl.create_default_context())
-        c.max_inflight_messages_set(window)
+        # no limit in paho (its queue is rescanned on every PUBACK: O(window) each); the
+        # window is kept by send() instead
+        c.max_inflight_messages_set(0)
         c.max_queued_messages_set(0)
         c.on_publish = self._on_publish
         c.on_connect = self._on_connect

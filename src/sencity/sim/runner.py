@@ -203,15 +203,21 @@ def _instance_chunks(
     per = max(1, CHUNK // len(kind.attrs))
     stamps = [iso(float(x)) for x in t]
     out = []
+    prev = 0
     for lo in range(0, len(t), per):
         attrs: dict[str, list[dict[str, Any]]] = {}
         count = 0
         for a in kind.attrs:
             col = vals[a.name]
-            items = []
+            items: list[dict[str, Any]] = []
+            # states (on/off, ok/defective) and parked buses: only their changes
+            changes_only = a.datatype == "text" or kind.name == "bus"
             for n in range(lo, min(lo + per, len(t))):
                 if not mask[n]:
                     continue
+                if changes_only and items and col[n] == col[prev]:
+                    continue
+                prev = n
                 if a.kind == "GeoProperty":
                     inst: dict[str, Any] = {
                         "type": "GeoProperty",
@@ -337,12 +343,11 @@ def live(
     report: Report,
     stop: Stop,
     progress: Progress,
+    pub: Publisher,
     sim_start: float | None = None,
 ) -> None:
     """Publish readings as simulated time passes (``speed`` × real time), from the grid
     point of each kind's cadence at or before now, until ``duration`` or ``stop``."""
-    pub = Publisher(opts.mqtt_url, f"sencity-sim-{opts.tenant}-{uuid.uuid4().hex[:8]}")
-    pub.connect()
     real0 = time.monotonic()
     sim0 = sim_start if sim_start is not None else time.time()
     report.sim_start = sim0
@@ -417,7 +422,6 @@ def live(
             acked = pub.acked
         for k in sent_kinds[sum(acked_by_kind.values()) : acked]:
             acked_by_kind[k] += 1
-        pub.close()
         report.published = acked_by_kind
         report.live_seconds = time.monotonic() - real0
         report.sim_end = sim_now()
@@ -427,6 +431,9 @@ def live(
 def run(opts: Options, say: Say, progress: Progress, stop: Stop) -> Report:
     client = Client(opts.url, opts.tenant, opts.token)
     report = Report()
+    # the broker first: nothing is provisioned when readings could not be sent
+    pub = Publisher(opts.mqtt_url, f"sencity-sim-{opts.tenant}-{uuid.uuid4().hex[:8]}")
+    pub.connect()
     try:
         city, fleet = city_and_fleet(client, opts)
         report.city = (
@@ -448,7 +455,8 @@ def run(opts: Options, say: Say, progress: Progress, stop: Stop) -> Report:
             backfill(client, opts, fleet, placer, now - opts.backfill, end, report, progress)
             say(next(line for line in report.lines() if line.startswith("backfill")))
         if not stop:
-            live(client, opts, fleet, placer, report, stop, progress, now)
+            live(client, opts, fleet, placer, report, stop, progress, pub, now)
     finally:
+        pub.close()
         client.close()
     return report
