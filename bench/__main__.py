@@ -18,6 +18,7 @@ BENCHES = [
     ["bench.ingest", "postgresql"],
     ["bench.osm", "sqlite"],
     ["bench.osm", "postgresql"],
+    ["bench.web", "sqlite"],
 ]
 
 

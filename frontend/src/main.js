@@ -28,6 +28,12 @@ const debug = (window.sencity = { ready: false, store, applied: 0, alarms: [] })
 
 const cityMap = new CityMap(document.getElementById("map"), layers);
 debug.map = cityMap.map;
+// the colour a feature is drawn with (its feature state, else its data)
+debug.colour = (source, id) => {
+  const f = cityMap.features.get(source)?.get(id);
+  if (!f) return null;
+  return cityMap.map.getFeatureState({ source, id }).color || f.properties.color;
+};
 debug.latencies = cityMap.latencies;
 const tiles = sector ? null : new Tiles(document.getElementById("tiles"), store);
 const panel = new EntityPanel(document.getElementById("panel"), {

@@ -6,6 +6,8 @@ import { t } from "./i18n.js";
 import { ALL_LAYERS } from "./layers.js";
 
 const WATER = "#8ec5ef";
+// a live colour: the feature state set by a change, else the one the data came with
+const COLOR = ["coalesce", ["feature-state", "color"], ["get", "color"]];
 const ROAD_WIDTH = ["match", ["get", "c"],
   ["motorway", "trunk"], 4, "primary", 3, "secondary", 2.4, "tertiary", 1.8, 1.1];
 
@@ -14,7 +16,10 @@ export class CityMap {
     this.layers = layers; // the layer definitions shown on this page
     this.features = new Map(); // layer id -> Map(entity id -> feature)
     this.dirty = new Set();
+    this.states = new Map(); // colour changes waiting for the next frame
     this.frame = 0;
+    this.lastFlush = 0;
+    this.frameCost = 0; // ms from a flush to its frame being drawn (the last one)
     this.probes = new Map(); // source id -> send times of values waiting to be drawn
     this.latencies = []; // ms from a value's dateObserved to its colour on the map
     this.wardLabels = [];
@@ -36,11 +41,9 @@ export class CityMap {
     this.loaded = new Promise((resolve) => this.map.on("load", resolve));
     this.map.on("sourcedata", (e) => {
       const waiting = this.probes.get(e.sourceId);
-      if (waiting && e.isSourceLoaded) {
+      if (waiting && e.isSourceLoaded && !this.dirty.has(e.sourceId)) {
         this.probes.delete(e.sourceId);
-        const now = Date.now();
-        for (const sent of waiting) this.latencies.push(now - sent);
-        if (this.latencies.length > 200000) this.latencies.splice(0, 100000);
+        this.record(waiting);
       }
     });
     this.map.on("zoom", () => this.updateLabelVisibility());
@@ -54,6 +57,7 @@ export class CityMap {
       m.addSource(l.id, {
         type: "geojson",
         data: { type: "FeatureCollection", features: [] },
+        promoteId: "id", // feature state (colour changes) by entity id
         ...(l.cluster ? { cluster: true, clusterRadius: 40, clusterMaxZoom: 15 } : {}),
       });
       for (const spec of styleLayers(l)) m.addLayer(spec);
@@ -87,13 +91,24 @@ export class CityMap {
     const f = this.feature(layer, e);
     const fs = this.features.get(layer.id);
     if (!fs) return;
+    const old = fs.get(e.id);
     if (f) fs.set(e.id, f);
     else if (!fs.delete(e.id)) return;
-    if (sentAt) {
-      if (!this.probes.has(layer.id)) this.probes.set(layer.id, []);
-      this.probes.get(layer.id).push(sentAt);
+    if (sentAt) this.probe(layer.id, sentAt);
+    if (f && old && sameGeometry(old.geometry, f.geometry)) {
+      // only the colour changed: feature state, no re-tiling of the source
+      if (old.properties.color !== f.properties.color) {
+        this.states.set(`${layer.id}\u0000${e.id}`, [layer.id, e.id, f.properties.color]);
+        this.schedule();
+      }
+      return;
     }
     this.touch(layer.id);
+  }
+
+  probe(source, sentAt) {
+    if (!this.probes.has(source)) this.probes.set(source, []);
+    this.probes.get(source).push(sentAt);
   }
 
   remove(layer, id) {
@@ -103,16 +118,54 @@ export class CityMap {
 
   touch(id) {
     this.dirty.add(id);
-    if (!this.frame) this.frame = requestAnimationFrame(() => this.flush());
+    this.schedule();
+  }
+
+  // at most one flush per animation frame, and — when frames are slow (software
+  // rendering, a busy machine) — at most one per two frame times, so that drawing never
+  // takes the whole main thread and changes keep being coalesced
+  schedule() {
+    if (this.frame) return;
+    const wait = this.lastFlush + Math.min(2 * this.frameCost, 1000) - performance.now();
+    if (wait > 0) {
+      this.frame = setTimeout(() => {
+        this.frame = requestAnimationFrame(() => this.flush());
+      }, wait);
+    } else this.frame = requestAnimationFrame(() => this.flush());
   }
 
   flush() {
     this.frame = 0;
+    const t0 = performance.now();
+    this.lastFlush = t0;
+    this.map.once("render", () => {
+      this.frameCost = performance.now() - t0;
+    });
     for (const id of this.dirty) {
       const src = this.map.getSource(id);
       if (src) src.setData({ type: "FeatureCollection", features: [...this.features.get(id).values()] });
     }
+    for (const [source, id, color] of this.states.values()) {
+      this.map.setFeatureState({ source, id }, { color });
+    }
+    // values whose source is re-tiled are drawn once it is loaded (sourcedata); the
+    // others with the next frame
+    const now = [];
+    for (const [source, times] of this.probes) {
+      if (!this.dirty.has(source)) {
+        now.push(...times);
+        this.probes.delete(source);
+      }
+    }
+    if (now.length) this.map.once("render", () => this.record(now));
+    this.states.clear();
     this.dirty.clear();
+  }
+
+  record(times) {
+    const now = Date.now();
+    for (const sent of times) this.latencies.push(now - sent);
+    if (this.latencies.length > 200000) this.latencies.splice(0, 100000);
   }
 
   fitTo(entities) {
@@ -157,6 +210,13 @@ export class CityMap {
   interactiveLayers() {
     return this.map.getStyle().layers.filter((s) => s.metadata && s.metadata.click).map((s) => s.id);
   }
+}
+
+function sameGeometry(a, b) {
+  if (a === b) return true;
+  if (!a || !b || a.type !== b.type) return false;
+  if (a.type === "Point") return a.coordinates[0] === b.coordinates[0] && a.coordinates[1] === b.coordinates[1];
+  return JSON.stringify(a.coordinates) === JSON.stringify(b.coordinates);
 }
 
 function centre(g) {
@@ -212,7 +272,7 @@ function styleLayers(l) {
     return [
       { ...base, id: `${l.id}-line`, type: "line", filter: isLine, metadata: click,
         layout: { ...base.layout, "line-cap": "round" },
-        paint: { "line-color": ["get", "color"], "line-width": ["interpolate", ["linear"], ["zoom"], 10, 3, 16, 9] } },
+        paint: { "line-color": COLOR, "line-width": ["interpolate", ["linear"], ["zoom"], 10, 3, 16, 9] } },
     ];
   }
   const notCluster = ["!", ["has", "point_count"]];
@@ -224,8 +284,8 @@ function styleLayers(l) {
         "circle-radius": ["step", ["get", "point_count"], 12, 10, 16, 100, 22, 1000, 28] } });
   }
   out.push({ ...base, id: `${l.id}-circle`, type: "circle", filter: l.cluster ? notCluster : isPoint, metadata: click,
-    paint: { "circle-color": ["get", "color"], "circle-radius": l.radius || 7,
-      "circle-stroke-color": l.ring ? ["get", "color"] : "#1b2733",
+    paint: { "circle-color": COLOR, "circle-radius": l.radius || 7,
+      "circle-stroke-color": l.ring ? COLOR : "#1b2733",
       "circle-stroke-width": l.ring ? 4 : 1, "circle-stroke-opacity": l.ring ? 0.35 : 0.9 } });
   return out;
 }

@@ -94,13 +94,8 @@ def rendered(page: Any, layer: str) -> int:
 
 
 def colour_of(page: Any, source: str, eid: str) -> str | None:
-    return page.evaluate(  # type: ignore[no-any-return]
-        """([s, id]) => {
-            const f = sencity.map.querySourceFeatures(s).find((f) => f.properties.id === id);
-            return f ? f.properties.color : null;
-        }""",
-        [source, eid],
-    )
+    """The colour the map draws the entity's feature with (feature state or data)."""
+    return page.evaluate("([s, id]) => sencity.colour(s, id)", [source, eid])  # type: ignore[no-any-return]
 
 
 @pytest.mark.timeout(180)
@@ -193,10 +188,7 @@ def test_operator_session(
         publisher.send(f"/{apikey}/aq-001/attrs", json.dumps({"pm25": 100}))
         expect(pm25).to_have_text("100 µg/m³", timeout=10_000)
         page.wait_for_function(
-            """([id, before]) => {
-                const fs = sencity.map.querySourceFeatures('air');
-                const f = fs.find((f) => f.properties.id === id);
-                return f && f.properties.color !== before; }""",
+            "([id, before]) => sencity.colour('air', id) !== before",
             arg=[STATION, before],
             timeout=10_000,
         )
