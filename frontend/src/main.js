@@ -146,6 +146,8 @@ function onChanges(msg) {
 
 function onAlarm(msg) {
   debug.alarms.push(msg);
+  if (msg.id && msg.type === "Alert") apply(msg); // the Alert entity itself (keyValues)
+  tiles?.update();
   const box = document.getElementById("toasts") || Object.assign(document.createElement("div"), { id: "toasts" });
   box.setAttribute("role", "status");
   document.body.append(box);
