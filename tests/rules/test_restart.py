@@ -81,7 +81,9 @@ def test_escalation_due_during_a_restart_happens_once(store_url: str, tmp_path: 
 
             async def escalated() -> Any:
                 found = await city.alarms()
-                return found if found and found[0]["severity"] == "critical" else None
+                if found and found[0]["severity"] == "critical" and found[0]["level"] == 1:
+                    return found
+                return None
 
             found = await poll(escalated, "the escalation", timeout=15)
             assert len(found) == 1 and found[0]["id"] == seen["id"]

@@ -255,7 +255,7 @@ class AlarmService:
                 }
                 active[key] = made
                 pending[aid] = Pending(
-                    self._keep(made),
+                    {**self._keep(made), "raised_at": made["raised_at"]},
                     [
                         (
                             actor,
@@ -405,8 +405,7 @@ class AlarmService:
         """The alarm ``row`` is due: escalate it (next level) or remind (same level)."""
         aid = row["id"]
         if rule is None or row["status"] != ACTIVE_UNACK:
-            pending = Pending(self._keep(row, next_at=None))
-            self._write(tenant, aid, self._update(aid, {}), pending)
+            self.rstore.set_next(tenant, aid, None)
             return None
         raised = epoch(row["raised_at"])
         level = int(row["level"])
@@ -429,6 +428,9 @@ class AlarmService:
             alarm = self._write(tenant, aid, self._update(aid, {"severity": severity}), pending)
             return Outcome(tenant, "escalated", alarm, rule.id, level)
         due = next_due(rule, raised, level, now)
+        if not rule.reminder:  # early: only the time of the next escalation
+            self.rstore.set_next(tenant, aid, iso(due) if due is not None else None)
+            return None
         pending = Pending(
             self._keep(row, next_at=iso(due) if due is not None else None),
             [("rule:" + rule.id, "reminder", {})],

@@ -31,7 +31,8 @@ def _tenant(ctx: _Ctx, tenant: str | None) -> str:
 @pass_ctx
 def import_rules(ctx: _Ctx, file: Path, tenant: str | None, check: bool) -> None:
     """Create or replace the rules of a YAML FILE (every rule is checked before any is
-    written; a running server sees them at once)."""
+    written; a running server uses them within rules.reload_seconds, at once with
+    PostgreSQL)."""
     try:
         rules = read_rules_file(file)
     except SenCityError as exc:

@@ -61,6 +61,8 @@ class Views:
     def __init__(self, ctx: Any) -> None:
         self.ctx = ctx
         self._short: dict[str, str] = {}
+        #: attributes whose times conditions read (no_data, rate); None: all of them
+        self.timed: set[str] | None = None
 
     def short(self, iri: str) -> str:
         s = self._short.get(iri)
@@ -82,9 +84,10 @@ class Views:
             if kind == "GeoProperty" and name == "location":
                 location = value
             values[name] = value
-            t = inst.get("observedAt") or inst.get("modifiedAt")
-            if t:
-                times[name] = _epoch(t)
+            if self.timed is None or name in self.timed:
+                t = inst.get("observedAt") or inst.get("modifiedAt")
+                if t:
+                    times[name] = _epoch(t)
         return View(
             e.id,
             self.short(e.types[0]) if e.types else "",
@@ -196,6 +199,13 @@ class Engine:
                 for ty in ev.rule.scope.type:
                     index.setdefault(self.ctx.expand(ty), TypeIndex()).add(ev)
             self.by_type[t] = index
+        self.views.timed = {
+            c.attr
+            for evs in self.evaluators.values()
+            for ev in evs.values()
+            for c in ev.rule.cond.walk()
+            if c.kind in ("no_data", "rate") and c.attr
+        }
         for t, ev in fresh:
             if prev_state := self._stored.get((t, ev.rule.id)):
                 for key, m in prev_state.items():
@@ -443,13 +453,16 @@ class Engine:
                 await asyncio.sleep(self.settings.batch_wait)
             now = time.monotonic()
             if self.stale or now >= next_reload:
+                # changes that arrive while the rules are read are kept for them (see
+                # on_event): a tenant is stale until its rules are in the index
                 stale = set(self.stale)
-                self.stale.clear()
                 if now >= next_reload:
                     stale = {None}
+                    self.stale.add(None)
                     next_reload = now + self.settings.reload_seconds
                 for t in sorted(stale, key=lambda x: x or ""):
                     await asyncio.to_thread(self.load, t)
+                self.stale -= stale
             if self.pending:
                 batch, self.pending = self.pending, {}
                 started = time.monotonic()

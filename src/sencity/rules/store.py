@@ -207,9 +207,16 @@ class RulesStore:
                     row["severity"],
                     row["level"],
                     row["next_at"],
-                    row["updated_at"],
+                    row.get("raised_at") or row["updated_at"],
                     row["updated_at"],
                 ),
+            )
+
+    def set_next(self, tenant: str, aid: str, next_at: str | None) -> None:
+        with self.store.transaction() as tx:
+            tx.execute(
+                "UPDATE rules_alarms SET next_at = ? WHERE tenant = ? AND id = ?",
+                (next_at, tenant, aid),
             )
 
     @staticmethod
