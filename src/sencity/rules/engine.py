@@ -44,6 +44,7 @@ CHANGED = "rules.changed"
 CHUNK = 500
 SCAN_LIMIT = 100_000
 WARD_TTL = 300.0
+FRESH_MAX = 200_000
 
 
 def _epoch(text: str | None) -> float:
@@ -165,6 +166,10 @@ class Engine:
         self.transitions = 0
         self.ticks = 0
         self._changes: dict[str, list[Change]] = {}
+        #: new states kept by the commit hook (SQLite: every write is in this process)
+        self._fresh: dict[tuple[str, str], Entity] = {}
+        if self.rstore.store.dialect == "sqlite":
+            self.hub.hub.commit_hooks.append(self.committed)
         self.seen: dict[str, str] = {}  # entity id -> modifiedAt when last evaluated
         self.last_latency = 0.0
         self._stored: dict[tuple[str, str], dict[str, Machine]] = {}
@@ -478,6 +483,32 @@ class Engine:
                     log.warning("lost the rules engine lock (store connection); standing by")
                     return
 
+    def committed(self, tenant: str, changes: dict[str, Any]) -> None:
+        """Hub commit hook (single-process stores): keep the new states of entities the
+        rules watch, so the engine need not read them back."""
+        index = self.by_type.get(tenant)
+        if not self.leading or not index:
+            return
+        if len(self._fresh) > FRESH_MAX:
+            self._fresh.clear()
+        for eid, ch in changes.items():
+            after = ch.after
+            if after is not None and any(t in index for t in after.types):
+                self._fresh[(tenant, eid)] = after
+
+    def _entities(self, tenant: str, ids: list[str]) -> list[Entity]:
+        out: list[Entity] = []
+        missing = []
+        for eid in ids:
+            e = self._fresh.pop((tenant, eid), None)
+            if e is None:
+                missing.append(eid)
+            else:
+                out.append(e)
+        if missing:
+            out += self.hub.hub.query(tenant, Query(ids=missing, limit=len(missing)))[0]
+        return out
+
     def _changed(self, tenant: str, e: Entity) -> set[str] | None:
         """Short names of the attributes changed since this engine last saw the entity
         (None: all of them, for an entity not seen since the start)."""
@@ -513,7 +544,7 @@ class Engine:
             todo = sorted(ids)
             for i in range(0, len(todo), CHUNK):
                 chunk = todo[i : i + CHUNK]
-                found, _ = self.hub.hub.query(tenant, Query(ids=chunk, limit=len(chunk)))
+                found = self._entities(tenant, chunk)
                 for e in found:
                     view = self.views.of(e)
                     for obs in self.observers:
