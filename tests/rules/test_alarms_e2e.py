@@ -242,3 +242,56 @@ def test_a_change_evaluates_only_the_rules_reading_what_changed(tmp_path: Path) 
             assert await poll(lambda: city.alarms(rule="lamp-fault"), "the lamp alarm")
 
     asyncio.run(main())
+
+
+def test_no_data_and_cross_entity_groups(tmp_path: Path) -> None:
+    settings = rules_settings(f"sqlite:///{tmp_path / 'store.db'}", tmp_path)
+    offline: dict[str, Any] = {
+        "id": "wx-offline",
+        "name": "Weather station offline",
+        "scope": {"type": "WeatherObserved"},
+        "when": {"no_data": "2s", "attr": "temperature"},
+        "alarm": {"severity": "warning"},
+    }
+    flooding: dict[str, Any] = {
+        "id": "ward-flooding",
+        "name": "Ward flooding",
+        "scope": {"type": "FloodMonitoring"},
+        "when": {"attr": "floodAlertLevel", "at_least": 2},
+        "group": {"by": "wardCode", "at_least": 3},
+        "alarm": {"severity": "critical", "description": "{count} gauges in ward {group}"},
+    }
+    station = "urn:ngsi-ld:WeatherObserved:danang:wx-01"
+
+    async def main() -> None:
+        async with running_city(settings) as city:
+            assert (await city.put_rule(offline)).status_code == 201
+            assert (await city.put_rule(flooding)).status_code == 201
+            await city.write(station, "WeatherObserved", temperature=30.0)
+            # nothing more comes: the timer finds the station silent
+            found = await poll(lambda: city.alarms(rule="wx-offline"), "the offline alarm")
+            assert found[0]["alertSource"] == station
+            await city.write(station, "WeatherObserved", temperature=31.0)
+            await poll(
+                lambda: city.alarms(rule="wx-offline", status="cleared-unacknowledged"),
+                "the station back",
+            )
+            for n in range(3):
+                gauge = f"urn:ngsi-ld:FloodMonitoring:danang:fl-1{n}"
+                await city.write(gauge, "FloodMonitoring", floodAlertLevel=2, wardCode="20194")
+                if n < 2:
+                    await city.settle(gauge, "FloodMonitoring")
+                    assert await city.alarms(rule="ward-flooding") == []
+            found = await poll(lambda: city.alarms(rule="ward-flooding"), "the ward alarm")
+            assert len(found) == 1
+            assert found[0]["alertSource"] == "urn:ngsi-ld:AdministrativeArea:danang:20194"
+            assert found[0]["description"] == "3 gauges in ward 20194"
+            assert await city.alarms(type="AdministrativeArea")
+            await city.write(
+                "urn:ngsi-ld:FloodMonitoring:danang:fl-11", "FloodMonitoring", floodAlertLevel=1
+            )
+            await poll(
+                lambda: city.alarms(rule="ward-flooding", active="false"), "the ward to clear"
+            )
+
+    asyncio.run(main())
