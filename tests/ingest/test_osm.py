@@ -488,8 +488,9 @@ def test_hanoi_xml_through_the_ngsi_ld_api(settings: Settings, store_url: str, s
 
 # -- Ho Chi Minh City: a PBF file, counted with osmium-tool ------------------------------------
 @pytest.fixture(scope="module")
-def hcmc_ways(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict[str, Any]]:
-    """Every way of the HCMC file as osmium-tool's ``export`` writes it (as lines)."""
+def hcmc_export(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[int, dict[str, Any]]]:
+    """The HCMC file as osmium-tool's ``export`` writes it: every way (as a line, or an
+    area for ``area=yes``) and every multipolygon it could assemble, by type and id."""
     assert OSMIUM is not None
     out = tmp_path_factory.mktemp("osmium")
     config = out / "lines.json"
@@ -501,14 +502,27 @@ def hcmc_ways(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict[str, A
         check=True,
         capture_output=True,
     )
-    ways = {}
+    out: dict[str, dict[int, dict[str, Any]]] = {"way": {}, "relation": {}}
     with seq.open(encoding="utf-8") as f:
         for line in f:
             feature = json.loads(line.lstrip("\x1e"))
             props = feature["properties"]
-            if props.get("@type") == "way":
-                ways[int(props["@id"])] = feature
-    return ways
+            if props.get("@type") in out:
+                out[props["@type"]][int(props["@id"])] = feature
+    return out
+
+
+@pytest.fixture(scope="module")
+def hcmc_ways(hcmc_export: dict[str, dict[int, dict[str, Any]]]) -> dict[int, dict[str, Any]]:
+    return hcmc_export["way"]
+
+
+def is_water_area(tags: dict[str, Any]) -> bool:
+    return (
+        tags.get("natural") == "water"
+        or tags.get("waterway") == "riverbank"
+        or tags.get("landuse") == "reservoir"
+    )
 
 
 def line_of(feature: dict[str, Any]) -> list[list[float]]:
@@ -536,7 +550,8 @@ def osmium_tag_counts(*filters: str) -> dict[str, int]:
 @needs_hcmc
 @needs_osmium
 @pytest.mark.timeout(120)
-def test_hcmc_whole_file_counts(hcmc_ways: dict[int, dict[str, Any]]) -> None:
+def test_hcmc_whole_file_counts(hcmc_export: dict[str, dict[int, dict[str, Any]]]) -> None:
+    hcmc_ways = hcmc_export["way"]
     read = read_osm(HCMC, "hcmc")
     try:
         roads = sum(1 for f in hcmc_ways.values() if f["properties"].get("highway") in ROAD_SPEEDS)
@@ -559,6 +574,26 @@ def test_hcmc_whole_file_counts(hcmc_ways: dict[int, dict[str, Any]]) -> None:
             "school": tags["amenity=school"],
         }
         assert read.counts["PointOfInterest"] == sum(tags.values())
+        # water: closed ways, waterway lines and coastlines, and the multipolygons
+        # osmium-tool assembled (it cannot either where member ways lie outside the file)
+        water_areas = sum(
+            1
+            for f in hcmc_ways.values()
+            if is_water_area(f["properties"])
+            and len(ring := line_of(f)) >= 4
+            and ring[0] == ring[-1]
+        )
+        water_lines = sum(
+            1
+            for f in hcmc_ways.values()
+            if f["properties"].get("waterway") in ("river", "canal", "stream")
+            or f["properties"].get("natural") == "coastline"
+        )
+        water_relations = sum(
+            1 for f in hcmc_export["relation"].values() if is_water_area(f["properties"])
+        )
+        assert water_relations > 30
+        assert read.counts["WaterBody"] == water_areas + water_lines + water_relations
         assert read.warnings == []
     finally:
         read.spool.close()

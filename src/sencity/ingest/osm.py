@@ -334,7 +334,7 @@ class _Reader:
         self.all_ways = all_ways
         self.out = out
         self.relations: dict[int, str] = {}  # multipolygon candidates → what they would be
-        self.assembled: set[int] = set()
+        self.areas: dict[int, tuple[dict[str, str], Any]] = {}  # relation id → tags, GeoJSON
         self.factory = osmium.geom.GeoJSONFactory()
         self._box: Any = None
         if bbox is not None:
@@ -562,39 +562,46 @@ class _Reader:
         self.relations[o.id] = "poi" if cats else "water"
 
     def area(self, o: Any) -> None:
+        """A multipolygon relation's area: kept until the end, since libosmium assembles it
+        when its last member way is read, usually before the relation itself comes."""
         if o.from_way():
             return  # closed ways are handled as ways
-        rel_id = o.orig_id()
-        if rel_id not in self.relations:
-            return
         tags = {t.k: t.v for t in o.tags}
+        if not (self.categories(tags) or self.water_area_type(tags)):
+            return
         try:
             raw = json.loads(self.factory.create_multipolygon(o))
-        except RuntimeError:
+        except (osmium.InvalidLocationError, RuntimeError):
             return  # not assembled: counted as skipped at the end
-        geom = _polygonal(shape(raw))
-        if geom is None or not self.inside_geojson(geom):
-            self.assembled.add(rel_id)
-            self.skip("outside --bbox" if geom else "multipolygon without area")
-            return
-        self.assembled.add(rel_id)
-        cats = self.categories(tags)
-        if cats:
-            c = shape(geom).centroid
-            point = {"type": "Point", "coordinates": [round(c.x, 7), round(c.y, 7)]}
-            self.poi(f"r{rel_id}", tags, cats, point)
-        else:
-            wtype = self.water_area_type(tags)
-            if wtype:
-                self.water(f"r{rel_id}", tags, wtype, geom)
+        self.areas[o.orig_id()] = (tags, raw)
 
     def finish(self) -> None:
+        """The multipolygons, once every relation has been seen."""
         for rel_id, what in self.relations.items():
-            if rel_id not in self.assembled:
+            if rel_id not in self.areas:
                 self.skip(
                     f"{'POI' if what == 'poi' else 'water'} multipolygon relation not "
                     "assembled (members missing from the extract or broken rings)"
                 )
+                continue
+            tags, raw = self.areas[rel_id]
+            geom = _polygonal(shape(raw))
+            if geom is None:
+                self.skip("multipolygon without area")
+                continue
+            if not self.inside_geojson(geom):
+                self.skip("outside --bbox")
+                continue
+            cats = self.categories(tags)
+            if cats:
+                c = shape(geom).centroid
+                point = {"type": "Point", "coordinates": [round(c.x, 7), round(c.y, 7)]}
+                self.poi(f"r{rel_id}", tags, cats, point)
+            else:
+                wtype = self.water_area_type(tags)
+                if wtype:
+                    self.water(f"r{rel_id}", tags, wtype, geom)
+        self.areas.clear()
 
 
 def _water_tag(tags: dict[str, str]) -> str:
