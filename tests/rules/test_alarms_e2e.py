@@ -295,3 +295,41 @@ def test_no_data_and_cross_entity_groups(tmp_path: Path) -> None:
             )
 
     asyncio.run(main())
+
+
+def test_bad_requests_are_problems_never_500(tmp_path: Path) -> None:
+    settings = rules_settings(f"sqlite:///{tmp_path / 'store.db'}", tmp_path)
+    window = {"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z"}
+    minimal = {"name": "n", "scope": {"type": "A"}, "when": {"attr": "a", "above": 1}}
+    cases: list[tuple[str, str, dict[str, Any], int]] = [
+        ("POST", "/rules", {"json": [1, 2]}, 400),
+        ("POST", "/rules", {"content": b"id: x", "headers": {"Content-Type": "text/plain"}}, 415),
+        ("POST", "/rules", {"json": {**minimal, "id": 5}}, 400),
+        ("POST", "/rules", {"json": {**minimal, "id": "x", "scope": {"type": 3}}}, 400),
+        ("POST", "/rules", {"json": {**minimal, "id": "x", "notify": "webhook"}}, 400),
+        ("PUT", "/rules/x", {"json": [1]}, 400),
+        ("PUT", "/rules/x", {"json": minimal}, 404),
+        ("POST", "/rules/x/backtest", {"json": {**window, "rule": 5}}, 400),
+        ("POST", "/rules/x/backtest", {"json": {**window, "rule": minimal, "entities": "a"}}, 400),
+        ("POST", "/rules/x/backtest", {"json": {**window, "from": "2026-01-01T00:00:00"}}, 400),
+        ("GET", "/alarms?limit=abc", {}, 400),
+        ("GET", "/alarms?active=maybe", {}, 400),
+        ("POST", "/alarms/urn:x:1/ack", {"json": []}, 400),
+        ("POST", "/alarms/urn:x:1/ack", {}, 404),
+        ("POST", "/alarms/urn:x:1/comments", {"json": {"text": " "}}, 400),
+        ("POST", "/alarms/urn:x:1/comments", {"json": {"text": "hi"}}, 404),
+        ("GET", "/alarms/urn:x:1/timeline", {}, 404),
+        ("DELETE", "/rules/nope", {}, 404),
+    ]
+
+    async def main() -> None:
+        async with running_city(settings) as city:
+            for method, path, kw, status in cases:
+                headers = {**city.h(), **kw.pop("headers", {})}
+                r = await city.http.request(method, RULES + path, headers=headers, **kw)
+                assert r.status_code == status, (method, path, r.text)
+                assert r.headers["content-type"].startswith("application/problem+json")
+            r = await city.http.get(f"{RULES}/rules", headers=city.h())
+            assert r.json() == []  # nothing was written
+
+    asyncio.run(main())

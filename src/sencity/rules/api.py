@@ -118,6 +118,7 @@ def run_backtest(req: Request) -> Response:
     body = req.json()
     if not isinstance(body, dict):
         raise BadRequest("the body must be an object: {from, to, entities?, rule?}")
+    lo, hi = _time(body, "from"), _time(body, "to")
     if "rule" in body:  # try a draft of the rule before saving it
         rule = parse_rule({**body["rule"], "id": rid} if isinstance(body["rule"], dict) else None)
     else:
@@ -131,8 +132,8 @@ def run_backtest(req: Request) -> Response:
             svc.engine.views,
             req.tenant,
             rule,
-            _time(body, "from"),
-            _time(body, "to"),
+            lo,
+            hi,
             svc.settings.backtest_max_instances,
             svc.engine.tz(req.tenant),
             lambda code: svc.engine.ward(req.tenant, code),

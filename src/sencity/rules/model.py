@@ -340,10 +340,20 @@ class Scope(_M):
     @field_validator("type", "ward", mode="before")
     @classmethod
     def _listify(cls, v: Any) -> Any:
-        if isinstance(v, str | int) and not isinstance(v, bool):
+        if isinstance(v, str):
+            return [v]
+        if isinstance(v, int) and not isinstance(v, bool):
             return [str(v)]
         if isinstance(v, list):
             return [str(x) if isinstance(x, int) and not isinstance(x, bool) else x for x in v]
+        return v
+
+    @field_validator("type")
+    @classmethod
+    def _types(cls, v: list[str]) -> list[str]:
+        for t in v:
+            if not re.fullmatch(r"[A-Za-z_][\w:./#\-]{0,255}", t):
+                raise ValueError(f"{t!r} is not an entity type name")
         return v
 
     @field_validator("id_pattern")
