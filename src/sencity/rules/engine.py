@@ -230,7 +230,7 @@ class Engine:
         """Members of a group rule from the entities as they are (no alarm writes: the
         group's own machine, restored from the store, says whether it is active)."""
         clock = self.clock(tenant, time.time(), update=False)
-        for view in self.scope_views(tenant, ev.rule):
+        for view in self.scope_views(tenant, ev.rule.scope.type):
             if not ev.in_scope(view):
                 continue
             m = ev.machine(view.id)
@@ -280,12 +280,9 @@ class Engine:
                 out[e.id] = self.views.of(e)
         return out
 
-    def scope_views(self, tenant: str, rule: Rule) -> list[View]:
-        q = Query(
-            types=[[self.ctx.expand(t)] for t in rule.scope.type],
-            id_pattern=rule.scope.id_pattern,
-            limit=SCAN_LIMIT,
-        )
+    def scope_views(self, tenant: str, types: list[str]) -> list[View]:
+        """Every entity of ``types`` (short names) in the tenant."""
+        q = Query(types=[[self.ctx.expand(t)] for t in types], limit=SCAN_LIMIT)
         return [self.views.of(e) for e in self.hub.hub.query(tenant, q)[0]]
 
     # -- the change feed ----------------------------------------------------------------
@@ -371,10 +368,11 @@ class Engine:
             def reader(ids: Iterable[str], t: str = tenant) -> dict[str, View]:
                 return self.read(t, ids)
 
+            scanned: dict[tuple[str, ...], list[View]] = {}  # one read per type per tick
             for ev in evs.values():
                 made += self.apply(tenant, ev, ev.timers(clock, reader))
                 if ev.periodic:
-                    made += self._scan(tenant, ev, clock)
+                    made += self._scan(tenant, ev, clock, scanned)
         self.save()
         for row in self.rstore.due_alarms(iso(now)):
             rule_ev = self.evaluators.get(row["tenant"], {}).get(row["rule_id"])
@@ -389,7 +387,9 @@ class Engine:
                 self.svc.dispatcher.submit(out, rule)
         return made
 
-    def _scan(self, tenant: str, ev: Evaluator, clock: Clock) -> int:
+    def _scan(
+        self, tenant: str, ev: Evaluator, clock: Clock, scanned: dict[tuple[str, ...], list[View]]
+    ) -> int:
         """Evaluate a rule that depends on time (no data, schedules, windows) for every
         entity in its scope, every ``scan_every`` seconds."""
         every = max(self.settings.tick_seconds, ev.scan_every)
@@ -397,8 +397,11 @@ class Engine:
         if clock.now - self._scanned.get(key, 0.0) < every:
             return 0
         self._scanned[key] = clock.now
+        types = tuple(sorted(ev.rule.scope.type))
+        if types not in scanned:
+            scanned[types] = self.scope_views(tenant, ev.rule.scope.type)
         made = 0
-        for view in self.scope_views(tenant, ev.rule):
+        for view in scanned[types]:
             made += self.apply(tenant, ev, ev.entity(view, clock))
         return made
 
