@@ -95,3 +95,27 @@ def test_escalation_due_during_a_restart_happens_once(store_url: str, tmp_path: 
 
     asyncio.run(first())
     asyncio.run(second())
+
+
+def test_an_alarm_write_that_fails_is_tried_again(tmp_path: Path) -> None:
+    settings = rules_settings(f"sqlite:///{tmp_path / 'store.db'}", tmp_path)
+    failures: list[str] = []
+
+    def failing_hook(tx: Any, tenant: str, changes: dict[str, Any], now: str) -> None:
+        alerts = [i for i in changes if ":Alert:" in i]
+        if alerts and len(failures) < 2:  # the store refuses the first two attempts
+            failures.append(alerts[0])
+            raise RuntimeError("disk I/O error")
+
+    async def main() -> None:
+        async with running_city(settings) as city:
+            city.platform.state["hub"].hub.write_hooks.append(failing_hook)
+            assert (await city.put_rule(rule())).status_code == 201
+            await city.write(AQ, "AirQualityObserved", pm25=220.0)
+            found = await poll(lambda: city.alarms(), "the alarm once the store works")
+            assert len(failures) == 2
+            assert len(found) == 1 and found[0]["alertSource"] == AQ
+            await city.settle(AQ, "AirQualityObserved")
+            assert len(await city.alarms()) == 1
+
+    asyncio.run(main())

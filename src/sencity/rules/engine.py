@@ -45,6 +45,7 @@ CHUNK = 500
 SCAN_LIMIT = 100_000
 WARD_TTL = 300.0
 FRESH_MAX = 200_000
+RETRY_MAX = 10_000  # alarm changes kept while the store fails
 
 
 def _epoch(text: str | None) -> float:
@@ -335,8 +336,17 @@ class Engine:
             rules = {c.rule.id: c.rule for c in changes}
             try:
                 outs = self.alarms.apply(tenant, changes)
-            except Exception:
-                log.exception("could not write %d alarm change(s) of %s", len(changes), tenant)
+            except Exception as exc:
+                # the store failed: keep them for the next batch or timer run (bounded)
+                kept = self._changes.setdefault(tenant, [])
+                if len(kept) + len(changes) <= RETRY_MAX:
+                    kept[:0] = changes
+                log.warning(
+                    "could not write %d alarm change(s) of %s (%s); trying again",
+                    len(changes),
+                    tenant,
+                    str(exc).strip()[:200],
+                )
                 continue
             for out in outs:
                 self.svc.dispatcher.submit(out, rules.get(out.rule_id))
@@ -345,16 +355,23 @@ class Engine:
         """Alarms of the transitions, then the state machines that changed."""
         self.flush()
         puts, drops = [], []
+        taken: list[tuple[Evaluator, str]] = []
         for tenant, evs in self.evaluators.items():
             for rid, ev in evs.items():
                 for key, state in ev.take_dirty():
+                    taken.append((ev, key))
                     if state is None:
                         drops.append((tenant, rid, key))
                     else:
                         d = ev.dues.get(key)
                         puts.append((tenant, rid, key, state, iso(d) if d is not None else None))
         if puts or drops:
-            self.rstore.save_state(puts, drops)
+            try:
+                self.rstore.save_state(puts, drops)
+            except Exception:
+                for ev, key in taken:  # written at the next save
+                    ev.dirty.add(key)
+                raise
 
     # -- timers -------------------------------------------------------------------------
     def timers(self, now: float | None = None) -> int:
@@ -478,7 +495,7 @@ class Engine:
                 self.batches += 1
                 self.last_latency = time.monotonic() - started
             if time.monotonic() >= next_tick:
-                await asyncio.to_thread(self.timers)
+                await asyncio.to_thread(self._timers_logged)
                 next_tick = time.monotonic() + tick
             if lead is not None and time.monotonic() >= next_lease:
                 next_lease = time.monotonic() + LEASE_CHECK
@@ -527,6 +544,13 @@ class Engine:
             for iri, insts in e.attrs.items()
             if any(i.get("modifiedAt", now) > last for i in insts)
         }
+
+    def _timers_logged(self) -> int:
+        try:
+            return self.timers()
+        except Exception as exc:
+            log.warning("rules timers failed (%s); trying again", str(exc).strip()[:200])
+            return 0
 
     def _process_typed(self, batch: dict[str, set[str]]) -> int:
         try:
