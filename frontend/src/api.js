@@ -29,12 +29,24 @@ export async function json(path, opts) {
 }
 
 // every entity of one type as keyValues objects with `location` (pages of 1000)
+let pageSize = 1000; // smaller when the hub allows less (hub.max_limit)
+
 export async function entitiesOfType(type) {
   const out = [];
-  const limit = 1000;
-  for (let offset = 0; ; offset += limit) {
+  for (let offset = 0; ; ) {
+    const limit = pageSize;
     const q = new URLSearchParams({ type, options: "keyValues", limit, offset });
-    const fc = await json(`${NGSI}/entities?${q}`, { accept: "application/geo+json" });
+    let fc;
+    try {
+      fc = await json(`${NGSI}/entities?${q}`, { accept: "application/geo+json" });
+    } catch (err) {
+      if (err.status === 403 && pageSize > 20) {
+        pageSize = Math.max(20, Math.floor(pageSize / 5));
+        continue;
+      }
+      throw err;
+    }
+    offset += limit;
     for (const f of fc.features || []) {
       const e = { ...f.properties, id: f.id };
       if (f.geometry) e.location = f.geometry;

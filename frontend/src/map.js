@@ -165,20 +165,30 @@ export class CityMap {
   record(times) {
     const now = Date.now();
     for (const sent of times) this.latencies.push(now - sent);
-    if (this.latencies.length > 200000) this.latencies.splice(0, 100000);
+    if (this.latencies.length > 4000000) this.latencies.splice(0, 2000000);
   }
 
+  // fit the bulk of the city: the 2nd–98th percentiles of the features' centres, so a
+  // far-off island ward does not shrink the mainland to a corner
   fitTo(entities) {
-    const b = new maplibregl.LngLatBounds();
-    let n = 0;
-    const add = (c) => {
-      if (typeof c[0] === "number") {
-        b.extend(c);
-        n++;
-      } else c.forEach(add);
-    };
-    for (const e of entities) if (e.location) add(e.location.coordinates);
-    if (n) this.map.fitBounds(b, { padding: 30, duration: 0, maxZoom: 15 });
+    const xs = [];
+    const ys = [];
+    for (const e of entities) {
+      const c = e.location && centre(e.location);
+      if (c) {
+        xs.push(c[0]);
+        ys.push(c[1]);
+      }
+    }
+    if (!xs.length) return;
+    xs.sort((a, b) => a - b);
+    ys.sort((a, b) => a - b);
+    const q = (a, p) => a[Math.min(a.length - 1, Math.max(0, Math.round(p * (a.length - 1))))];
+    const lo = xs.length >= 20 ? 0.02 : 0;
+    let [x0, x1, y0, y1] = [q(xs, lo), q(xs, 1 - lo), q(ys, lo), q(ys, 1 - lo)];
+    const px = Math.max((x1 - x0) * 0.08, 0.005);
+    const py = Math.max((y1 - y0) * 0.08, 0.005);
+    this.map.fitBounds([[x0 - px, y0 - py], [x1 + px, y1 + py]], { padding: 20, duration: 0, maxZoom: 15 });
   }
 
   // ward names as HTML markers (no glyphs needed)

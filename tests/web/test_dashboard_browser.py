@@ -89,7 +89,11 @@ def idle(page: Any) -> None:
 
 
 def rendered(page: Any, layer: str) -> int:
-    n: int = page.evaluate("(l) => sencity.map.queryRenderedFeatures({layers: [l]}).length", layer)
+    n: int = page.evaluate(  # features drawn (once each, though split over tiles)
+        "(l) => new Set(sencity.map.queryRenderedFeatures({layers: [l]})"
+        ".map((f) => f.properties.id)).size",
+        layer,
+    )
     return n
 
 
@@ -232,12 +236,21 @@ def test_operator_session(
     expect(page.get_by_role("link", name="Tổng quan thành phố")).to_be_visible()
     page.screenshot(path=artifacts / "7-vietnamese.png")
 
-    # 8. log out
+    # 8. the same page on a 4K video wall: everything scales up
+    laptop_rem = page.evaluate("parseFloat(getComputedStyle(document.documentElement).fontSize)")
+    page.set_viewport_size({"width": 3840, "height": 2160})
+    wall_rem = page.evaluate("parseFloat(getComputedStyle(document.documentElement).fontSize)")
+    assert wall_rem >= 1.6 * laptop_rem and wall_rem >= 28
+    idle(page)
+    page.screenshot(path=artifacts / "8-video-wall.png")
+    page.set_viewport_size({"width": 1600, "height": 1000})
+
+    # 9. log out
     page.get_by_role("button", name="Đăng xuất").click()
     expect(page).to_have_url(server.url + "/login")
     page.goto(server.url + "/sector/environment")
     expect(page).to_have_url(server.url + "/login?next=/sector/environment")
-    page.screenshot(path=artifacts / "8-signed-out.png")
+    page.screenshot(path=artifacts / "9-signed-out.png")
 
     context.close()
     assert offline.attempts == [], f"requests to other hosts: {offline.attempts}"
