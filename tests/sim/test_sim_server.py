@@ -6,6 +6,7 @@ clear errors."""
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 import uuid
@@ -75,6 +76,12 @@ def count(http: httpx.Client, etype: str) -> int:
     r = http.get("/ngsi-ld/v1/entities", params={"type": etype, "count": "true", "limit": 1})
     assert r.status_code == 200, r.text
     return int(r.headers["NGSILD-Results-Count"])
+
+
+def some(http: httpx.Client, etype: str) -> bool:
+    """Whether an entity of the type exists (the tenant may not exist yet)."""
+    r = http.get("/ngsi-ld/v1/entities", params={"type": etype, "limit": 1})
+    return r.status_code == 200 and bool(r.json())
 
 
 @pytest.mark.timeout(240)
@@ -188,3 +195,34 @@ def test_refusals_are_clear_errors(sim_server: tuple[str, str], tmp_path: Path) 
         tmp_path,
     )
     assert res.returncode == 2 and "MQTT broker" in res.stderr
+
+
+@pytest.mark.timeout(90)
+def test_ctrl_c_stops_cleanly_with_a_summary(
+    sim_server: tuple[str, str], tmp_path: Path, clients: list[httpx.Client]
+) -> None:
+    url, token = sim_server
+    tenant = f"sim{uuid.uuid4().hex[:8]}"
+    args = ["--url", url, "--tenant", tenant, "--mqtt-url", MQTT, "--scale", "0.05"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sencity", "sim", *args],
+        cwd=tmp_path,
+        env={**clean_env(), "SENCITY_TOKEN": token},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        http = client(clients, url, token, tenant)
+        # running live (no --duration): readings reach the server
+        wait_for(lambda: some(http, "AirQualityObserved"), 30, "live readings")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    m = re.search(r"live: ([\d,]+) readings published and acknowledged", out)
+    assert m and int(m[1].replace(",", "")) > 0, out
+    assert "fleet:" in out

@@ -29,7 +29,8 @@ from sencity.sim.mqtt import Publisher
 from sencity.sim.runner import Options, Progress, Say, Stop, apikey, ensure_devices, ensure_group
 
 ETYPE = "DeviceMeasurement"
-SETTLE = 5.0  # seconds the counts must stay still to be final
+SETTLE = 15.0  # seconds the counts must stay still to be final
+MAX_DRAIN = 3600.0  # seconds to wait at most for a server working through a backlog
 
 
 @dataclass
@@ -180,7 +181,7 @@ def run_load(opts: Options, say: Say, progress: Progress, stop: Stop) -> LoadRep
         # wait until the counts settle (the server may still be working through a backlog)
         last, since = (-1, -1), time.monotonic()
         end_pub = time.monotonic()
-        deadline = end_pub + max(60.0, rep.published / 500)
+        deadline = end_pub + MAX_DRAIN
         while time.monotonic() < deadline:
             acc = accepted_count(client, opts.tenant, t0 - 1, t1 + 1)
             dead = _dead_total(client) - dead0
@@ -190,7 +191,7 @@ def run_load(opts: Options, say: Say, progress: Progress, stop: Stop) -> LoadRep
                 rep.drain_seconds = time.monotonic() - end_pub
             if acc + dead >= rep.published or time.monotonic() - since > SETTLE:
                 break
-            time.sleep(0.5)
+            time.sleep(1.0)  # each count reads the history of every load device
         rep.accepted, rep.dead = max(last[0], 0), max(last[1], 0)
     finally:
         pub.close()

@@ -11,7 +11,7 @@ import math
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -246,6 +246,7 @@ def backfill(
     end: float,
     report: Report,
     progress: Progress,
+    stop: Stop,
 ) -> None:
     """Write the history of [start, end) through POST /ngsi-ld/v1/temporal/entities,
     continuing each entity's history where it stops (a second run adds nothing)."""
@@ -276,6 +277,8 @@ def backfill(
 
     try:
         for d, t in plan:
+            if stop:
+                break  # Ctrl-C: what is written stays; the next run continues from it
             kind = KINDS[d.kind]
             mask, vals = series(opts.seed, d, t)
             eid = entity_id(kind, opts.tenant, d.local)
@@ -291,9 +294,10 @@ def backfill(
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     report.backfilled = done
-    lights = [d for d in fleet if d.kind == "light"]
-    evs = events_between(opts.seed, start, end, placer, lights)
-    report.backfill_events = create_events(client, opts.tenant, evs, end, report)
+    if not stop:
+        lights = [d for d in fleet if d.kind == "light"]
+        evs = events_between(opts.seed, start, end, placer, lights)
+        report.backfill_events = create_events(client, opts.tenant, evs, end, report)
     report.backfill_seconds = time.monotonic() - t_begin
 
 
@@ -362,7 +366,17 @@ def live(
     seq = 0
     lights = by_kind.get("light", [])
     acked_by_kind: Counter[str] = Counter()
-    sent_kinds: list[str] = []  # kind of each published message, in order
+    sent_kinds: deque[str] = deque()  # kinds of the messages not yet acknowledged, in order
+    seen = 0  # acknowledgements counted so far
+
+    def count_acks() -> int:
+        nonlocal seen
+        with pub.cond:
+            acked = pub.acked
+        for _ in range(min(acked - seen, len(sent_kinds))):
+            acked_by_kind[sent_kinds.popleft()] += 1
+        seen = acked
+        return acked
 
     def sim_now() -> float:
         return sim0 + (time.monotonic() - real0) * opts.speed
@@ -407,21 +421,14 @@ def live(
             if due:
                 events = [e for e in events if e.time > now]
                 create_events(client, opts.tenant, due, now, report)
-            with pub.cond:
-                acked = pub.acked
-            for k in sent_kinds[sum(acked_by_kind.values()) : acked]:
-                acked_by_kind[k] += 1
-            progress("live", acked, 0)
+            progress("live", count_acks(), 0)
             if opts.duration is not None and time.monotonic() - real0 >= opts.duration:
                 break
             wait = (heap[0][0] - now) / opts.speed if heap else 0.5
             stop.event.wait(min(0.5, max(0.01, wait)))
         pub.wait(0, timeout=30)
     finally:
-        with pub.cond:
-            acked = pub.acked
-        for k in sent_kinds[sum(acked_by_kind.values()) : acked]:
-            acked_by_kind[k] += 1
+        count_acks()
         report.published = acked_by_kind
         report.live_seconds = time.monotonic() - real0
         report.sim_end = sim_now()
@@ -452,7 +459,7 @@ def run(opts: Options, say: Say, progress: Progress, stop: Stop) -> Report:
         if opts.backfill > 0:
             first_live = {k: math.floor(now / KINDS[k].cadence) * KINDS[k].cadence for k in KINDS}
             end = min(first_live.values())
-            backfill(client, opts, fleet, placer, now - opts.backfill, end, report, progress)
+            backfill(client, opts, fleet, placer, now - opts.backfill, end, report, progress, stop)
             say(next(line for line in report.lines() if line.startswith("backfill")))
         if not stop:
             live(client, opts, fleet, placer, report, stop, progress, pub, now)
