@@ -102,6 +102,10 @@ export function noiseColor(e) {
 
 export const ALARM_COLORS = { critical: "#b71c1c", major: "#e65100", minor: "#f9a825", warning: "#0277bd" };
 export const alarmOpen = (e) => !e.alarmStatus || String(e.alarmStatus).startsWith("active");
+// reports and calls that are closed stay in the hub (history, search) but leave the map
+const CLOSED = new Set(["closed", "resolved", "cancelled", "rejected", "done"]);
+export const reportOpen = (e) => !CLOSED.has(e.resolutionStatus);
+export const callOpen = (e) => !CLOSED.has(e.status);
 
 // basemap layers (drawn from the city's own vector data) come first, then the live ones
 export const BASEMAP = [
@@ -128,10 +132,10 @@ export const LAYERS = [
   { id: "parking", type: "OffStreetParking", color: parkingColor, radius: 8, visible: false,
     legend: PARKING_COLORS.map((c, i) => [c, ["legend.parking.free", "legend.parking.busy", "legend.parking.full"][i]]) },
   { id: "buses", type: "Vehicle", color: () => "#1565c0", radius: 6, visible: true, legend: [["#1565c0", "legend.bus"]] },
-  { id: "reports", type: "IssueReporting", color: () => "#6a1b9a", radius: 6, cluster: true, visible: false,
+  { id: "reports", type: "IssueReporting", color: () => "#6a1b9a", radius: 6, cluster: true, visible: false, filter: reportOpen,
     legend: [["#6a1b9a", "legend.report"], ["#5b6b7b", "legend.cluster"]] },
-  { id: "incidents", type: "EmergencyCall", color: () => "#d50000", radius: 8, visible: true,
-    legend: [["#d50000", "legend.incident"]] },
+  { id: "incidents", type: "EmergencyCall", color: () => "#d50000", radius: 8, cluster: true, visible: true, filter: callOpen,
+    legend: [["#d50000", "legend.incident"], ["#5b6b7b", "legend.cluster"]] },
   { id: "alarms", type: "Alert", color: (e) => ALARM_COLORS[e.severity] || ALARM_COLORS.warning, radius: 10, ring: true,
     visible: true, filter: alarmOpen,
     legend: Object.entries(ALARM_COLORS).map(([k, c]) => [c, `legend.alarm.${k}`]) },
