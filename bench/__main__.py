@@ -19,6 +19,8 @@ BENCHES = [
     ["bench.osm", "sqlite"],
     ["bench.osm", "postgresql"],
     ["bench.web", "sqlite"],
+    ["bench.sim", "sqlite"],
+    ["bench.sim", "postgresql"],
 ]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import heapq
 import json
 import math
+import os
 import threading
 import time
 import uuid
@@ -26,6 +27,7 @@ from sencity.sim.kinds import KINDS, Kind, device_body, entity_id, group_body, i
 from sencity.sim.mqtt import Publisher
 
 CHUNK = 30_000  # attribute instances per temporal request, at most
+IN_FLIGHT = int(os.environ.get("SENCITY_SIM_IN_FLIGHT", "3"))  # temporal requests at once
 EVENT_BATCH = 500
 Say = Callable[[str], None]
 Progress = Callable[[str, int, int], None]  # (task, done, total)
@@ -268,7 +270,7 @@ def backfill(
     total = sum(len(t) * len(KINDS[d.kind].attrs) for d, t in plan)
     progress("history", 0, total)
     done = 0
-    pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="sim-backfill")
+    pool = ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="sim-backfill")
     pending: list[Future[int]] = []
 
     def post(body: dict[str, Any], count: int) -> int:
@@ -284,7 +286,7 @@ def backfill(
             eid = entity_id(kind, opts.tenant, d.local)
             for attrs, count in _instance_chunks(kind, t, mask, vals):
                 pending.append(pool.submit(post, {"id": eid, "type": kind.etype, **attrs}, count))
-                while len(pending) >= 6:
+                while len(pending) >= 2 * IN_FLIGHT:
                     done += pending.pop(0).result()
                     progress("history", done, total)
             report.backfill_entities += 1
