@@ -124,8 +124,19 @@ def _coords(geom: Any) -> list[tuple[float, float]]:
     return []
 
 
+_ATTR_TYPES = frozenset(
+    {"Property", "GeoProperty", "Relationship", "LanguageProperty", "ListProperty", "JsonProperty"}
+)
+
+
 def _value(v: Any) -> Any:
-    return v.get("value", v.get("object")) if isinstance(v, dict) and "type" in v else v
+    """An attribute's value in normalized or keyValues form (a GeoJSON geometry also has a
+    ``type``, so only NGSI-LD attribute types are unwrapped)."""
+    if isinstance(v, dict) and v.get("type") in _ATTR_TYPES:
+        if "value" in v:
+            return v["value"]
+        return v.get("object", v.get("languageMap", v.get("json")))
+    return v
 
 
 def wards_from_entities(items: list[dict[str, Any]]) -> list[Ward]:
