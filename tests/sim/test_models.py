@@ -4,6 +4,7 @@ must have (peaks, incidents, rain and floods, lights at night, buses on their ro
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -205,3 +206,72 @@ def test_the_fleet_is_where_the_issue_says(city: City) -> None:
     assert traffic.geometry and traffic.geometry["type"] == "LineString"
     body, count = instances(1, kinds["air"][0], np.arange(local(0, 0), local(1, 0), 900.0))
     assert count == 96 * 8 and body["pm25"][0]["unitCode"] == "GQ"
+
+
+def test_a_tenants_wards_and_roads_are_used(city: City) -> None:
+    """Wards and roads read from the tenant (as the demo seeds them): the fleet is on
+    them, traffic detectors name their RoadSegment, and a province-wide road network is
+    cut to the city."""
+    from sencity.sim.city import ROUTE_M, core_wards, package_wards
+
+    wards = package_wards()
+    items = {
+        "AdministrativeArea": [
+            {
+                "id": f"urn:ngsi-ld:AdministrativeArea:danang:{w.code}",
+                "type": "AdministrativeArea",
+                "name": w.name,
+                "wardCode": w.code,
+                "wardType": "phường" if w.urban else "xã",
+                "area": w.area,
+                "centroid": {"type": "Point", "coordinates": [w.lon, w.lat]},
+            }
+            for w in wards
+        ],
+        "RoadSegment": [],
+        "WaterBody": [],
+    }
+    core = core_wards(wards)
+    n = 0
+    for a in core:  # a grid of roads between neighbouring core wards, and far ones
+        for b in core:
+            if a.code < b.code and models.metres(a.lon, a.lat, b.lon, b.lat) < 6000:
+                n += 1
+                items["RoadSegment"].append(
+                    {
+                        "id": f"urn:ngsi-ld:RoadSegment:danang:rd-{n}",
+                        "type": "RoadSegment",
+                        "name": f"Đường {n}",
+                        "roadClass": "primary",
+                        "maximumAllowedSpeed": 50,
+                        "location": {
+                            "type": "LineString",
+                            "coordinates": [[a.lon, a.lat], [b.lon, b.lat]],
+                        },
+                    }
+                )
+    far = [w for w in wards if w not in core][:6]
+    for a, b in pairwise(far):
+        items["RoadSegment"].append(
+            {
+                "id": f"urn:ngsi-ld:RoadSegment:danang:far-{a.code}",
+                "type": "RoadSegment",
+                "roadClass": "trunk",
+                "location": {"type": "LineString", "coordinates": [[a.lon, a.lat], [b.lon, b.lat]]},
+            }
+        )
+    tenant_city = load_city(lambda t: items[t], "danang")
+    assert tenant_city.source == "tenant" and tenant_city.roads_source == "tenant"
+    assert {w.code for w in tenant_city.wards} == {w.code for w in core}
+    assert tenant_city.roads and not any("far-" in (r.entity or "") for r in tenant_city.roads)
+    fleet = build_fleet(tenant_city, 1)
+    refs = {d.static["refRoadSegment"]["rel"] for d in fleet if d.kind == "traffic"}
+    assert refs <= {r.entity for r in tenant_city.roads} and len(refs) > 5
+    spots = {(round(d.lon, 6), round(d.lat, 6)) for d in fleet if d.kind == "traffic"}
+    assert len(spots) == 60  # no two detectors in one place
+    for d in fleet:
+        if d.kind == "bus":
+            assert (
+                ROUTE_M[0] <= d.params["route"].length <= ROUTE_M[1]
+                or len(d.params["route"].points) <= 6
+            )

@@ -37,6 +37,8 @@ COUNTS = {
 }
 BUS_ROUTES = 10
 CORE_RADIUS_KM = 16.0
+ROAD_REACH_M = 4000.0  # roads this close to a core ward's centre are the city's
+ROUTE_M = (4000.0, 18000.0)  # a bus route's length, shortest and longest
 
 #: the Hàn river from the Cẩm Lệ confluence to the bay (lon, lat), through the centre
 HAN_RIVER = [
@@ -95,6 +97,11 @@ class City:
     rivers: dict[str, list[tuple[float, float]]]
     source: str  # "tenant" or "vietnamadminunits"
     roads_source: str  # "tenant" or "generated"
+    all_wards: list[Ward] = field(default_factory=list)  # the core's and the others
+
+    def __post_init__(self) -> None:
+        if not self.all_wards:
+            self.all_wards = list(self.wards)
 
 
 @dataclass
@@ -274,7 +281,7 @@ def load_city(get_all: Callable[[str], list[dict[str, Any]]], tenant: str) -> Ci
     if not wards:
         wards, source = package_wards(), "vietnamadminunits"
     core = core_wards(wards)
-    roads = roads_from_entities(get_all("RoadSegment"))
+    roads = core_roads(roads_from_entities(get_all("RoadSegment")), core)
     roads_source = "tenant"
     if not roads:
         roads, roads_source = generated_roads(core), "generated"
@@ -288,7 +295,19 @@ def load_city(get_all: Callable[[str], list[dict[str, Any]]], tenant: str) -> Ci
         for river in list(rivers):
             if river.split(" ", 1)[1].lower() in name.lower() and len(coords) >= 2:
                 rivers[river] = coords
-    return City(tenant, core, roads, rivers, source, roads_source)
+    return City(tenant, core, roads, rivers, source, roads_source, wards)
+
+
+def core_roads(roads: list[Road], core: list[Ward]) -> list[Road]:
+    """The roads whose middle is within :data:`ROAD_REACH_M` of a core ward's centre, or
+    none when fewer than 10 are (a province-wide network is cut to the city)."""
+
+    def near(r: Road) -> bool:
+        lon, lat = _along(r.coords, 0.5)
+        return any(metres(lon, lat, w.lon, w.lat) <= ROAD_REACH_M for w in core)
+
+    kept = [r for r in roads if near(r)]
+    return kept if len(kept) >= 10 else []
 
 
 # -- placing the fleet --
@@ -318,10 +337,11 @@ class Placer:
 
     def ward_of(self, lon: float, lat: float) -> Ward:
         pt = Point(lon, lat)
-        for w in self.city.wards:
+        wards = self.city.all_wards
+        for w in wards:
             if w.polygon is not None and w.polygon.contains(pt):
                 return w
-        return min(self.city.wards, key=lambda w: metres(lon, lat, w.lon, w.lat))
+        return min(wards, key=lambda w: metres(lon, lat, w.lon, w.lat))
 
 
 def _along(coords: list[tuple[float, float]], frac: float) -> tuple[float, float]:
@@ -372,7 +392,8 @@ def build_fleet(city: City, seed: int, counts: dict[str, int] | None = None) -> 
         if not roads:
             break
         r = roads[i % len(roads)]
-        lon, lat = _along(r.coords, 0.5)
+        # more detectors than roads: the next ones further along the same segments
+        lon, lat = _along(r.coords, (0.5, 0.25, 0.75, 0.125, 0.875)[(i // len(roads)) % 5])
         w = p.ward_of(lon, lat)
         static: dict[str, Any] = {**_static(w), "freeFlowSpeed": round(r.speed * 0.9, 1)}
         if r.entity:
@@ -529,7 +550,7 @@ def bus_routes(city: City, seed: int, count: int) -> list[Route]:
             break
         start = nodes[int(rng.integers(len(nodes)))]
         dist, prev = _dijkstra(graph, start)
-        far = [k for k, d in dist.items() if d >= 4000]
+        far = [k for k, d in dist.items() if ROUTE_M[0] <= d <= ROUTE_M[1]]
         if not far:
             continue
         end = far[int(rng.integers(len(far)))]
