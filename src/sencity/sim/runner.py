@@ -422,7 +422,14 @@ def live(
             due = [e for e in events if e.time <= now]
             if due:
                 events = [e for e in events if e.time > now]
-                create_events(client, opts.tenant, due, now, report)
+                try:
+                    create_events(client, opts.tenant, due, now, report)
+                except ApiError as exc:
+                    if exc.status < 500:
+                        raise
+                    report.event_errors += len(due)  # the server is unwell: go on
+                except SimError:
+                    report.event_errors += len(due)  # unreachable for a moment: go on
             progress("live", count_acks(), 0)
             if opts.duration is not None and time.monotonic() - real0 >= opts.duration:
                 break
