@@ -5,8 +5,8 @@ import "./style.css";
 import maplibregl from "maplibre-gl";
 import { entitiesOfType } from "./api.js";
 import { cityAverage, drawChart } from "./chart.js";
-import { attrLabel, config, fmtNumber, fmtValue, t, typeLabel } from "./i18n.js";
-import { BASEMAP, LAYERS } from "./layers.js";
+import { attrLabel, config, fmtNumber, fmtTime, fmtValue, t, typeLabel } from "./i18n.js";
+import { BASEMAP, LAYERS, alarmOpen } from "./layers.js";
 import { connectLive } from "./live.js";
 import { CityMap } from "./map.js";
 import { EntityPanel } from "./panel.js";
@@ -35,10 +35,22 @@ debug.colour = (source, id) => {
   return cityMap.map.getFeatureState({ source, id }).color || f.properties.color;
 };
 debug.latencies = cityMap.latencies;
-const tiles = sector ? null : new Tiles(document.getElementById("tiles"), store);
 const panel = new EntityPanel(document.getElementById("panel"), {
   onClose: () => document.getElementById("map").focus(),
 });
+const SEVERITY = ["critical", "major", "minor", "warning"];
+const tiles = sector
+  ? null
+  : new Tiles(document.getElementById("tiles"), store, {
+      onAlarms: () => {
+        const open = [...(store.get("Alert") || new Map()).values()].filter(alarmOpen);
+        open.sort((a, b) => SEVERITY.indexOf(a.severity) - SEVERITY.indexOf(b.severity));
+        panel.showList(t("ui.tile.alarms"), open, (e) => [
+          e.description || e.id.split(":").pop(),
+          [fmtValue(e.severity), fmtValue(e.alarmStatus), e.dateIssued ? fmtTime(e.dateIssued) : ""].filter(Boolean).join(" · "),
+        ]);
+      },
+    });
 const status = document.getElementById("live-status");
 
 function setStatus(text, live) {

@@ -55,6 +55,23 @@ export class EntityPanel {
     this.root.querySelector("button.close")?.focus();
   }
 
+  // a list of entities (the open alarms), each opening its own panel
+  showList(title, entities, describe) {
+    this.id = null;
+    this.root.hidden = false;
+    const close = el("button", { class: "close", type: "button", "aria-label": t("ui.close"), text: "×" });
+    close.addEventListener("click", () => this.close());
+    const list = el("ul", { class: "entity-list" });
+    for (const e of entities) {
+      const b = el("button", { type: "button", "data-id": e.id }, el("strong", { text: describe(e)[0] }), el("span", { text: describe(e)[1] }));
+      b.addEventListener("click", () => this.open(e.id));
+      list.append(el("li", {}, b));
+    }
+    if (!entities.length) list.append(el("li", { text: t("ui.search.none") }));
+    this.root.replaceChildren(el("header", {}, el("h2", { id: "panel-title", text: title }), close), list);
+    close.focus();
+  }
+
   // called by the live stream when the open entity changed
   async changed(id) {
     if (id === this.id && !this.root.hidden) await this.refresh(false);

@@ -8,7 +8,8 @@ const AQI_BREAKS = [50, 100, 150, 200, 300];
 const aqiColor = (v) => Object.values(AQI_COLORS)[AQI_BREAKS.filter((b) => v > b).length];
 
 export class Tiles {
-  constructor(root, store) {
+  constructor(root, store, { onAlarms } = {}) {
+    this.onAlarms = onAlarms;
     this.root = root;
     this.store = store; // Map(type -> Map(id -> entity))
     this.offline = null;
@@ -78,7 +79,12 @@ export class Tiles {
     tiles.push(["rate", t("ui.tile.rate"), this.rate === null ? none : fmtNumber(this.rate, 1)]);
     const frag = [];
     for (const [id, label, value, color] of tiles) {
-      const d = document.createElement("div");
+      // the alarms tile opens the list of open alarms
+      const d = document.createElement(id === "alarms" && this.onAlarms ? "button" : "div");
+      if (d.tagName === "BUTTON") {
+        d.type = "button";
+        d.addEventListener("click", () => this.onAlarms());
+      }
       d.className = "tile";
       d.id = `tile-${id}`;
       const v = document.createElement("strong");

@@ -147,6 +147,14 @@ def test_operator_session(
     assert not [x for x in style["layers"] if x["type"] == "symbol"]
     assert not [s for s in style["sources"].values() if "url" in s or "tiles" in s]
     page.screenshot(path=artifacts / "1-overview.png")
+    page.locator("#tile-alarms").click()  # the open alarms, most severe first
+    alarm = page.locator("#panel .entity-list button", has_text="Mực nước vượt báo động 1")
+    expect(alarm).to_contain_text("cao")  # severity major, in Vietnamese
+    alarm.click()
+    expect(page.locator("#panel tr[data-attr=alarmStatus] td.v")).to_have_text(
+        "đang xảy ra, chưa xác nhận"
+    )
+    page.keyboard.press("Escape")
 
     # 2. toggle a layer off and on again (keyboard: Space on the checkbox)
     air = page.get_by_label("Chất lượng không khí", exact=True)
