@@ -74,7 +74,13 @@ export class EntityPanel {
 
   // called by the live stream when the open entity changed
   async changed(id) {
-    if (id === this.id && !this.root.hidden) await this.refresh(false);
+    if (id !== this.id || this.root.hidden) return;
+    await this.refresh(false);
+    // the last hour's chart follows the readings (at most every 5 s)
+    if (this.range === "hour" && Date.now() - (this.redrawn || 0) > 5000) {
+      this.redrawn = Date.now();
+      await this.drawHistory();
+    }
   }
 
   async refresh(withChart = true) {
