@@ -35,7 +35,9 @@ def test_the_seeded_wards_and_roads_are_used(form: str) -> None:
     assert city.source == "tenant"
     assert city.roads_source == "tenant"
     seeded_roads = {b["id"] for b in get_all("RoadSegment")}
-    assert {r.entity for r in city.roads} == seeded_roads
+    # the province-wide network is cut to the city's roads (near the core wards)
+    used = {r.entity for r in city.roads}
+    assert used <= seeded_roads and len(used) >= 10
     codes = {b["id"].rsplit(":", 1)[-1] for b in get_all("AdministrativeArea")}
     assert {w.code for w in city.wards} <= codes
     assert all(w.polygon is not None for w in city.wards)
