@@ -271,12 +271,14 @@ def _prepare_demo(
     to start once the server is ready: (the admin's new password if just created, what
     the seed did, the simulator or None)."""
     from sencity.demo.runner import SimProcess, sim_token
+    from sencity.demo.rules import seed_rules
     from sencity.demo.seed import seed
     from sencity.errors import NotFound
 
     store = platform.store
     try:
         seeded = seed(platform, city, reseed=reseed)
+        seed_rules(platform, seeded.city.slug)
     except SenCityError as exc:
         _fail(exc.detail)
     password = None

@@ -16,6 +16,7 @@ from sencity.auth.service import AuthService
 from sencity.cli import cli
 from sencity.config import load_settings
 from sencity.core.platform import prepare_store
+from sencity.demo.rules import demo_rules
 from sencity.demo.runner import (
     SIM_USER,
     choose_broker,
@@ -114,6 +115,13 @@ def test_demo_city_end_to_end(tmp_path: Path, servers: list[Server]) -> None:
         assert hospitals[0]["name"] == "Bệnh viện Đa khoa Đà Nẵng"
         status = http.get("/ingest/v1/status").json()
         assert status["broker"] == "mqtt://127.0.0.1:1883"
+        # the demo's alarm rules, imported once; an operator's deletion is kept below
+        rules = http.get("/rules/v1/rules", params={"limit": "100"}).json()
+        assert {r["id"] for r in rules} == {r.id for r in demo_rules()}
+        assert {"aqi-bad", "flood-alert-2", "congestion", "sensor-offline"} <= {
+            r["id"] for r in rules
+        }
+        assert http.delete("/rules/v1/rules/parking-full").status_code == 204
     stop_server(server)
     servers.remove(server)
 
@@ -125,6 +133,10 @@ def test_demo_city_end_to_end(tmp_path: Path, servers: list[Server]) -> None:
     m = again.wait_for(SUMMARY)
     assert m.group(4, 5, 6) == ("0", "0", str(created))
     again.wait_for(rf"MQTT: embedded broker on port {port}")
+    again.wait_for(r"/login\?token=sct_")
+    with again.client(token, headers={"NGSILD-Tenant": "danang"}) as http:
+        ids = {r["id"] for r in http.get("/rules/v1/rules", params={"limit": "100"}).json()}
+        assert ids == {r.id for r in demo_rules()} - {"parking-full"}
     if "sim" not in cli.commands:
         again.wait_for(r"'sencity sim' is not available; the demo runs without simulated sensors")
     else:
