@@ -270,8 +270,8 @@ def _prepare_demo(
     """The demo city (tenant and entities, see demo/seed.py), an admin, and the simulator
     to start once the server is ready: (the admin's new password if just created, what
     the seed did, the simulator or None)."""
-    from sencity.demo.runner import SimProcess, sim_token
     from sencity.demo.rules import seed_rules
+    from sencity.demo.runner import SimProcess, sim_token
     from sencity.demo.seed import seed
     from sencity.errors import NotFound
 
