@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -100,6 +101,8 @@ def main() -> None:
         broker.terminate()
         broker.wait(10)
         drop()
+        if not os.environ.get("BENCH_KEEP"):
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
