@@ -1,17 +1,23 @@
 """A restart keeps the engine's state, on both backends: a pending ``for:`` duration ends
 in the next process without a new change, an active condition is still active (no
 duplicate alarm; it clears on the next change below the threshold), and a due
-escalation happens once."""
+escalation happens once — also after a SIGKILL of a real server mid-stream."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from sencity.config import load_settings
+from sencity.core.platform import prepare_store
+from tests.conftest import start_server, stop_server
 from tests.rules.harness import RULES, poll, rules_settings, running_city
+from tests.subs.conftest import Receiver, free_port, make_admin, wait_for
 
 AQ = "urn:ngsi-ld:AirQualityObserved:danang:aq-007"
 
@@ -119,3 +125,123 @@ def test_an_alarm_write_that_fails_is_tried_again(tmp_path: Path) -> None:
             assert len(await city.alarms()) == 1
 
     asyncio.run(main())
+
+
+@pytest.mark.timeout(120)
+def test_kill_9_mid_stream_keeps_alarm_timer_and_escalation(store_url: str, tmp_path: Path) -> None:
+    """A real server killed (SIGKILL) while a station streams readings, with an active
+    alarm whose escalation is pending and another station's ``for:`` running: the next
+    process has the one alarm (no duplicate), raises the pending one without a new
+    reading, and the webhook receives the escalation exactly once."""
+    receiver = Receiver(free_port())
+    receiver.start()
+    token = make_admin(store_url)
+    st = prepare_store(load_settings(None, {"store": {"url": store_url}}, environ={}))
+    st.create_tenant("danang", "Đà Nẵng")
+    st.close()
+    env = {
+        "SENCITY_RULES__TICK_SECONDS": "0.2",
+        "SENCITY_RULES__BATCH_WAIT": "0.01",
+        "SENCITY_HUB__CONTEXT_FETCH": "false",
+    }
+    args = ["serve", "--port", "0", "--store", store_url]
+    head = {"Authorization": f"Bearer {token}", "NGSILD-Tenant": "danang"}
+    streaming = "urn:ngsi-ld:AirQualityObserved:danang:aq-stream"
+    waiting = "urn:ngsi-ld:AirQualityObserved:danang:aq-wait"
+    hook = {"type": "webhook", "url": receiver.url()}
+    rules = [
+        rule(
+            id="pm25-stream",
+            scope={"type": "AirQualityObserved", "id_pattern": "aq-stream"},
+            notify=[hook],
+            escalation=[{"after": "4s", "severity": "critical"}],
+        ),
+        rule(
+            id="pm25-wait",
+            scope={"type": "AirQualityObserved", "id_pattern": "aq-wait"},
+            **{"for": "4s"},
+        ),
+    ]
+    server = start_server(args, tmp_path, env)
+    current = {"url": server.url}
+    stop = threading.Event()
+    sent = [0]
+
+    def stream() -> None:  # a reading every 50 ms, through the kill and the restart
+        with httpx.Client(headers=head, timeout=5) as http:
+            while not stop.is_set():
+                body = [{"id": streaming, "type": "AirQualityObserved", "pm25": 170 + sent[0] % 10}]
+                try:
+                    http.post(f"{current['url']}/ngsi-ld/v1/entityOperations/upsert", json=body)
+                    sent[0] += 1
+                except httpx.HTTPError:
+                    pass  # the server is down
+                stop.wait(0.05)
+
+    def events(kind: str) -> list[Any]:
+        with receiver.cond:
+            return [r.body for r in receiver.requests if r.body.get("event") == kind]
+
+    thread = threading.Thread(target=stream, daemon=True)
+    try:
+        with httpx.Client(base_url=server.url, headers=head, timeout=10) as http:
+            for body in rules:
+                assert http.post(f"{RULES}/rules", json=body).status_code == 201
+        thread.start()
+        wait_for(lambda: events("raised"), timeout=20, what="the raised notice")
+        with httpx.Client(base_url=server.url, headers=head, timeout=10) as http:
+            body = [{"id": waiting, "type": "AirQualityObserved", "pm25": 180}]
+            r = http.post("/ngsi-ld/v1/entityOperations/upsert", json=body)
+            assert r.status_code in (201, 204), r.text
+
+            def pending() -> bool:  # the running for: of aq-wait is stored
+                st2 = prepare_store(load_settings(None, {"store": {"url": store_url}}, environ={}))
+                try:
+                    with st2.transaction(write=False) as tx:
+                        rows = tx.execute(
+                            "SELECT state FROM rules_state WHERE rule_id = ? AND key = ?",
+                            ["pm25-wait", waiting],
+                        )
+                        return any('"since"' in r["state"] for r in rows)
+                finally:
+                    st2.close()
+
+            wait_for(pending, timeout=10, what="the pending duration in the store")
+            alarms = http.get(f"{RULES}/alarms").json()
+            assert [a["alertSource"] for a in alarms] == [streaming]
+            assert alarms[0]["level"] == 0  # not escalated yet
+        server.proc.kill()  # SIGKILL: no clean shutdown
+        stop_server(server)  # (only collects the dead process and its output)
+        before = sent[0]
+        server = start_server(args, tmp_path, env)
+        current["url"] = server.url
+        wait_for(lambda: sent[0] > before + 5, timeout=20, what="the stream to go on")
+        with httpx.Client(base_url=server.url, headers=head, timeout=10) as http:
+
+            def listed() -> list[Any]:
+                got: list[Any] = http.get(f"{RULES}/alarms").json()
+                return got
+
+            wait_for(lambda: events("escalated"), timeout=20, what="the escalation notice")
+            found = wait_for(
+                lambda: len(a := listed()) == 2 and a, timeout=20, what="the pending alarm"
+            )
+            by_source = {a["alertSource"]: a for a in found}
+            assert set(by_source) == {streaming, waiting}
+            assert by_source[streaming]["severity"] == "critical"
+            assert by_source[streaming]["level"] == 1
+            # a few more timer runs and readings: still one escalation, one alarm each
+            ticks = http.get(f"{RULES}/status").json()["ticks"]
+            wait_for(
+                lambda: http.get(f"{RULES}/status").json()["ticks"] >= ticks + 10,
+                timeout=20,
+                what="ten more timer runs",
+            )
+            assert len(events("escalated")) == 1
+            assert len(events("raised")) == 1
+            assert sorted(a["alertSource"] for a in listed()) == sorted([streaming, waiting])
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        stop_server(server)
+        receiver.stop()

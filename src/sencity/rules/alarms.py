@@ -69,10 +69,13 @@ class Change:
     rule: Rule
     originator: str
     source_type: str
-    at: float
+    at: float  # when it happened, in the data's time (the Alert's dates)
     values: dict[str, Any] = field(default_factory=dict)
     location: dict[str, Any] | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    #: when the engine made it (wall clock): escalations and reminders count from there,
+    #: so a replay of old data does not escalate at once (None: ``at``)
+    noted: float | None = None
 
 
 @dataclass
@@ -240,7 +243,8 @@ class AlarmService:
                 )
                 aid = entity.id
                 created[aid] = entity
-                due = next_due(rule, ch.at, 0, ch.at)
+                noted = ch.noted if ch.noted is not None else ch.at
+                due = next_due(rule, noted, 0, noted)
                 made = {
                     "id": aid,
                     "rule_id": rule.id,
@@ -251,7 +255,7 @@ class AlarmService:
                     "severity": rule.alarm.severity,
                     "level": 0,
                     "next_at": iso(due) if due is not None else None,
-                    "raised_at": iso(ch.at),
+                    "raised_at": iso(noted),
                 }
                 active[key] = made
                 pending[aid] = Pending(

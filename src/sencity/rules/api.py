@@ -255,6 +255,7 @@ def status(req: Request) -> Response:
             "evaluations": e.evaluations,
             "batches": e.batches,
             "transitions": e.transitions,
+            "ticks": e.ticks,
             "notices": {
                 "sent": d.sent,
                 "failed": d.failed,

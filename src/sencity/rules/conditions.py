@@ -31,8 +31,10 @@ class View:
     type: str  # short name of its first type
     values: dict[str, Any]  # short attribute name -> value of the default instance
     times: dict[str, float] = field(default_factory=dict)  # short name -> epoch s observed
-    updated: float = 0.0  # epoch s of the entity's last change
+    updated: float = 0.0  # epoch s of the entity's last change (written in the hub)
     location: dict[str, Any] | None = None
+    observed: float = 0.0  # latest ``observedAt`` its last write changed (0: none)
+    latest: float = 0.0  # latest ``observedAt`` of all its attributes (0: none)
 
 
 @dataclass

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable
@@ -48,13 +49,42 @@ FRESH_MAX = 200_000
 RETRY_MAX = 10_000  # alarm changes kept while the store fails
 
 
+_EPOCHS: dict[str, float] = {}
+
+
 def _epoch(text: str | None) -> float:
     if not text:
         return 0.0
+    got = _EPOCHS.get(text)
+    if got is not None:
+        return got
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        got = datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except ValueError:
-        return 0.0
+        got = 0.0
+    if len(_EPOCHS) > 50_000:
+        _EPOCHS.clear()
+    _EPOCHS[text] = got
+    return got
+
+
+def data_time(view: View, wall: float) -> float:
+    """The time a state of an entity is judged at: the latest ``observedAt`` among the
+    attributes its write changed (a replay's or a late sensor's own time), else when it
+    was written, else ``wall``."""
+    return view.observed or view.updated or wall
+
+
+def local_clock(clock: Clock, view: View) -> Clock:
+    """``clock`` (the wall clock of a timer run) moved back by how far the entity's latest
+    observation is behind its last write: for live data the same clock; for a replay the
+    data's own time, so a timer never ends a ``for:`` the data has not shown to pass."""
+    if not view.latest or not view.updated:
+        return clock
+    lag = view.updated - view.latest
+    if lag < 1.0:
+        return clock
+    return Clock(clock.now - lag, clock.tz, clock.wards, clock.update)
 
 
 class Views:
@@ -76,6 +106,8 @@ class Views:
         values: dict[str, Any] = {}
         times: dict[str, float] = {}
         location = None
+        observed = latest = ""
+        written = e.modified_at
         for iri, insts in e.attrs.items():
             inst = insts[0]
             if len(insts) > 1:
@@ -86,8 +118,19 @@ class Views:
             if kind == "GeoProperty" and name == "location":
                 location = value
             values[name] = value
+            seen = inst.get("observedAt")
+            if seen and seen != latest and (not latest or _epoch(seen) > _epoch(latest)):
+                latest = seen
+            # the latest observedAt of what the last write changed: the state's time
+            if (
+                seen
+                and seen != observed
+                and inst.get("modifiedAt") == written
+                and (not observed or _epoch(seen) > _epoch(observed))
+            ):
+                observed = seen
             if self.timed is None or name in self.timed:
-                t = inst.get("observedAt") or inst.get("modifiedAt")
+                t = seen or inst.get("modifiedAt")
                 if t:
                     times[name] = _epoch(t)
         return View(
@@ -97,6 +140,8 @@ class Views:
             times,
             _epoch(e.modified_at),
             location if isinstance(location, dict) else None,
+            _epoch(observed),
+            _epoch(latest),
         )
 
 
@@ -167,10 +212,17 @@ class Engine:
         self.transitions = 0
         self.ticks = 0
         self._changes: dict[str, list[Change]] = {}
-        #: new states kept by the commit hook (SQLite: every write is in this process)
-        self._fresh: dict[tuple[str, str], Entity] = {}
-        if self.rstore.store.dialect == "sqlite":
-            self.hub.hub.commit_hooks.append(self.committed)
+        #: the states written by this process, in order, kept by the commit hook: each
+        #: is evaluated (several readings of one entity in one batch, e.g. a replay)
+        self._fresh: dict[tuple[str, str], list[Entity]] = {}
+        self._fresh_n = 0
+        self._fresh_lock = threading.Lock()
+        #: states kept by the hook whose change event has not come yet (each write has
+        #: its hook call before its event); an event without one is another process's
+        #: write (PostgreSQL) or one the hook did not keep: the entity is read back
+        self._credit: dict[tuple[str, str], int] = {}
+        self._foreign: set[tuple[str, str]] = set()
+        self.hub.hub.commit_hooks.append(self.committed)
         self.seen: dict[str, str] = {}  # entity id -> modifiedAt when last evaluated
         self.last_latency = 0.0
         self._stored: dict[tuple[str, str], dict[str, Machine]] = {}
@@ -294,7 +346,17 @@ class Engine:
         # while a tenant's rules are being read again, keep its changes for them
         fresh = event.tenant in self.stale or None in self.stale
         if fresh or (index and any(t in index for t in event.payload.get("types", ()))):
-            self.pending.setdefault(event.tenant, set()).add(event.payload["id"])
+            eid = event.payload["id"]
+            key = (event.tenant, eid)
+            with self._fresh_lock:
+                got = self._credit.get(key, 0)
+                if got > 1:
+                    self._credit[key] = got - 1
+                elif got == 1:
+                    del self._credit[key]
+                else:  # no state of this write kept here (another process): read it
+                    self._foreign.add(key)
+            self.pending.setdefault(event.tenant, set()).add(eid)
             self.wake.set()
 
     def on_rules_changed(self, event: Event) -> None:
@@ -303,6 +365,7 @@ class Engine:
 
     def apply(self, tenant: str, ev: Evaluator, transitions: list[Transition]) -> int:
         rule = ev.rule
+        noted = time.time()
         for tr in transitions:
             self.transitions += 1
             origin, otype = originator_of(rule, tr.key, tenant)
@@ -324,7 +387,7 @@ class Engine:
                 detail = {"members": tr.members or []}
                 values = {"count": len(tr.members or []), "group": tr.key[len(GROUP) :]}
             self._changes.setdefault(tenant, []).append(
-                Change(tr.kind, rule, origin, otype, tr.at, values, location, detail)
+                Change(tr.kind, rule, origin, otype, tr.at, values, location, detail, noted)
             )
         return len(transitions)
 
@@ -374,6 +437,15 @@ class Engine:
                 raise
 
     # -- timers -------------------------------------------------------------------------
+    def queued(self, tenant: str, view: View) -> bool:
+        """Whether states of the entity wait for a batch (kept by the hook, or newer than
+        the one last evaluated): a timer leaves it alone, so that every state is
+        evaluated once and in order by the batch."""
+        if (tenant, view.id) in self._fresh or view.id in self.pending.get(tenant, ()):
+            return True
+        last = self.seen.get(f"{tenant}\x1f{view.id}")
+        return last is not None and view.updated > _epoch(last)
+
     def timers(self, now: float | None = None) -> int:
         """Durations that ended, no-data scans, due escalations and reminders."""
         now = time.time() if now is None else now
@@ -385,9 +457,12 @@ class Engine:
             def reader(ids: Iterable[str], t: str = tenant) -> dict[str, View]:
                 return self.read(t, ids)
 
+            def local(c: Clock, view: View, t: str = tenant) -> Clock | None:
+                return None if self.queued(t, view) else local_clock(c, view)
+
             scanned: dict[tuple[str, ...], list[View]] = {}  # one read per type per tick
             for ev in evs.values():
-                made += self.apply(tenant, ev, ev.timers(clock, reader))
+                made += self.apply(tenant, ev, ev.timers(clock, reader, local))
                 if ev.periodic:
                     made += self._scan(tenant, ev, clock, scanned)
         self.save()
@@ -419,7 +494,8 @@ class Engine:
             scanned[types] = self.scope_views(tenant, ev.rule.scope.type)
         made = 0
         for view in scanned[types]:
-            made += self.apply(tenant, ev, ev.entity(view, clock))
+            if not self.queued(tenant, view):
+                made += self.apply(tenant, ev, ev.entity(view, local_clock(clock, view)))
         return made
 
     # -- the task -----------------------------------------------------------------------
@@ -504,29 +580,51 @@ class Engine:
                     return
 
     def committed(self, tenant: str, changes: dict[str, Any]) -> None:
-        """Hub commit hook (single-process stores): keep the new states of entities the
-        rules watch, so the engine need not read them back."""
-        index = self.by_type.get(tenant)
-        if not self.leading or not index:
+        """Hub commit hook: keep the new states of entities the rules watch, in order, so
+        the engine evaluates each (and need not read them back).  Writes of other
+        processes (PostgreSQL) are read back when their change event comes."""
+        index = self.by_type.get(tenant) or {}
+        # while a tenant's rules are being read again, keep all its states for them
+        stale = tenant in self.stale or None in self.stale
+        if not self.leading or not (index or stale):
             return
-        if len(self._fresh) > FRESH_MAX:
-            self._fresh.clear()
-        for eid, ch in changes.items():
-            after = ch.after
-            if after is not None and any(t in index for t in after.types):
-                self._fresh[(tenant, eid)] = after
+        with self._fresh_lock:
+            if self._fresh_n > FRESH_MAX:  # the engine is far behind: read back instead
+                self._fresh.clear()
+                self._credit.clear()
+                self._fresh_n = 0
+            for eid, ch in changes.items():
+                after = ch.after
+                if after is not None and (stale or any(t in index for t in after.types)):
+                    key = (tenant, eid)
+                    self._fresh.setdefault(key, []).append(after)
+                    self._credit[key] = self._credit.get(key, 0) + 1
+                    self._fresh_n += 1
 
-    def _entities(self, tenant: str, ids: list[str]) -> list[Entity]:
-        out: list[Entity] = []
+    def _entities(
+        self, tenant: str, ids: list[str], again: bool = True
+    ) -> list[tuple[Entity, bool]]:
+        """The states to evaluate of ``ids``, oldest first: (entity, kept by the hook).
+        Entities without kept states are read back — with ``again=False`` only those
+        written by another process (an entity whose states were all evaluated already
+        is not read again: the read could see a newer state before its hook ran)."""
+        out: list[tuple[Entity, bool]] = []
         missing = []
-        for eid in ids:
-            e = self._fresh.pop((tenant, eid), None)
-            if e is None:
-                missing.append(eid)
-            else:
-                out.append(e)
+        with self._fresh_lock:
+            for eid in ids:
+                key = (tenant, eid)
+                states = self._fresh.pop(key, None)
+                foreign = key in self._foreign
+                if foreign:
+                    self._foreign.discard(key)
+                if states is not None:
+                    self._fresh_n -= len(states)
+                    out += [(e, True) for e in states]
+                if foreign or (states is None and again):
+                    missing.append(eid)
         if missing:
-            out += self.hub.hub.query(tenant, Query(ids=missing, limit=len(missing)))[0]
+            got = self.hub.hub.query(tenant, Query(ids=missing, limit=len(missing)))[0]
+            out += [(e, False) for e in got]
         return out
 
     def _changed(self, tenant: str, e: Entity) -> set[str] | None:
@@ -554,26 +652,37 @@ class Engine:
 
     def _process_typed(self, batch: dict[str, set[str]]) -> int:
         try:
-            return self.process(batch)
+            return self.process(batch, again=False)
         except Exception:
             log.exception("rules evaluation of a batch failed")
             return 0
 
-    def process(self, batch: dict[str, set[str]]) -> int:
-        """Evaluate the rules for the changed entities of ``batch``; transitions made."""
+    def process(self, batch: dict[str, set[str]], again: bool = True) -> int:
+        """Evaluate the rules for the changed entities of ``batch``; transitions made.
+
+        Every state of an entity written since the last batch is evaluated, in order, at
+        its own time (:func:`data_time`).  ``again=False`` skips a state read back that
+        was already evaluated (its change event came after the commit hook's copy)."""
         now = time.time()
         made = 0
         for tenant, ids in batch.items():
             index = self.by_type.get(tenant, {})
             if not index:
                 continue
-            clock = self.clock(tenant, now)
+            base = self.clock(tenant, now)
             todo = sorted(ids)
             for i in range(0, len(todo), CHUNK):
                 chunk = todo[i : i + CHUNK]
-                found = self._entities(tenant, chunk)
-                for e in found:
+                found = self._entities(tenant, chunk, again)
+                for e, fresh in found:
+                    if (
+                        not again
+                        and not fresh
+                        and self.seen.get(f"{tenant}\x1f{e.id}") == (e.modified_at or "")
+                    ):
+                        continue
                     view = self.views.of(e)
+                    clock = Clock(data_time(view, now), base.tz, base.wards, True)
                     for obs in self.observers:
                         obs(tenant, view)
                     ward = view.values.get("wardCode")

@@ -152,9 +152,14 @@ class Evaluator:
         return [Transition(tr, key, now, None, sorted(members))] if tr else []
 
     def timers(
-        self, clock: Clock, views: Callable[[Iterable[str]], dict[str, View]]
+        self,
+        clock: Clock,
+        views: Callable[[Iterable[str]], dict[str, View]],
+        local: Callable[[Clock, View], Clock | None] | None = None,
     ) -> list[Transition]:
-        """Evaluate again the keys whose ``for:`` duration has ended by ``clock.now``."""
+        """Evaluate again the keys whose ``for:`` duration has ended by ``clock.now``
+        (``local``: the clock to judge an entity's state by, e.g. in its data's time;
+        None: not now — the state has changes waiting to be evaluated in order)."""
         ready = [k for k, t in self.dues.items() if t <= clock.now]
         if not ready:
             return []
@@ -171,7 +176,9 @@ class Evaluator:
                 m.since, m.dirty = None, True
                 self._keep(key, m)
                 continue
-            out += self.entity(view, clock)
+            at = local(clock, view) if local is not None else clock
+            if at is not None:
+                out += self.entity(view, at)
         return out
 
     def next_due(self) -> float | None:

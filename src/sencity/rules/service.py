@@ -30,6 +30,9 @@ class RulesService:
 
     def changed(self, tenant: str) -> None:
         """After rules of ``tenant`` were created, replaced or deleted (any process)."""
+        # this process's engine keeps the tenant's changes from now on, for the new rules
+        # (the bus event may come after the first writes that follow)
+        self.engine.stale.add(tenant)
         self.platform.bus.publish(Event(CHANGED, {}, tenant=tenant))
 
     def rule(self, tenant: str, rid: str) -> Rule | None:
