@@ -21,6 +21,8 @@ BENCHES = [
     ["bench.web", "sqlite"],
     ["bench.sim", "sqlite"],
     ["bench.sim", "postgresql"],
+    ["bench.rules", "sqlite"],
+    ["bench.rules", "postgresql"],
 ]
 
 

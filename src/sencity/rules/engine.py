@@ -694,7 +694,7 @@ class Engine:
                         evs = list({id(ev): ev for ev in evs}.values())
                     self.evaluations += len(evs)
                     for ev in evs:
-                        trs = ev.entity(view, clock)
+                        trs = ev.entity(view, clock, True)
                         if trs:
                             made += self.apply(tenant, ev, trs)
         self.save()

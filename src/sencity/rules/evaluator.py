@@ -16,6 +16,7 @@ from sencity.rules.conditions import Clock, Machine, View, advance, compile_cond
 from sencity.rules.model import Rule
 
 GROUP = "group:"
+_IDLE = Machine()  # read-only: the state of an entity the rule has nothing on
 
 
 @dataclass
@@ -54,6 +55,12 @@ class Evaluator:
                 self.scan_every = min(self.scan_every, max(1.0, c.period / 4))
         self.group = rule.group
         self.scoped = self.id_re is not None or self.wards is not None or self.area is not None
+        #: scoped by ward only: the engine's index (by ward) has checked the scope
+        self.ward_only = self.wards is not None and self.id_re is None and self.area is None
+        #: no windows or rates: a false condition of an entity without state changes nothing
+        self.stateless = self.group is None and not any(
+            c.kind in ("count", "rate") for c in rule.cond.walk()
+        )
 
     # -- scope -------------------------------------------------------------------------
     def in_scope(self, view: View) -> bool:
@@ -107,12 +114,15 @@ class Evaluator:
             pass  # membership comes back with the group scan at start-up
 
     # -- evaluation --------------------------------------------------------------------
-    def entity(self, view: View, clock: Clock) -> list[Transition]:
-        """Evaluate the rule for one entity's new state."""
-        if self.scoped and not self.in_scope(view):
+    def entity(self, view: View, clock: Clock, indexed: bool = False) -> list[Transition]:
+        """Evaluate the rule for one entity's new state (``indexed``: found through the
+        engine's index, whose ward matched)."""
+        if self.scoped and not (indexed and self.ward_only) and not self.in_scope(view):
             return []
         m = self.machines.get(view.id)
         if m is None:
+            if self.stateless and not self.check(view, _IDLE, clock):
+                return []  # the common case: nothing held, nothing holds
             m = Machine()
         truth = self.check(view, m, clock)
         g = self.group
