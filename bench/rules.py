@@ -20,6 +20,12 @@ Measured:
    /proc) per update over the load window with the 1,000 rules, against a second run
    with the same load and no rules — (on − off) / on.  Derived indicators are off in both runs
    (``rules.indicators``) so the difference is the engine's.
+
+With ``BENCH_RULES_HANOI`` set to the Hanoi US Embassy AQI file (2015–2018, 21,706
+hourly rows), the whole series is also replayed with ``sencity replay --speed 0``
+through a Mosquitto of its own into a server with the rule "AQI above 150 for 3 hours"
+(``tests/rules/test_realdata.py`` replays one winter of it), and the alarms are
+compared with the episodes counted over the file: rows/s and whether they match.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from typing import Any
 import httpx
 
 from bench.hub import bench_token, scratch_store, start
-from bench.ingest import stop
+from bench.ingest import mosquitto, stop
 
 RATE = float(os.environ.get("BENCH_RULES_RATE", "5000"))
 SECONDS = float(os.environ.get("BENCH_RULES_SECONDS", "60"))
@@ -285,8 +291,148 @@ def run(backend: str, with_rules: bool) -> dict[str, Any]:
         drop()
 
 
+def episodes(path: str) -> list[float]:
+    """Raise times of "AQI above 150 for 3 hours" over the file: runs of consecutive
+    readings (rows with a number) above 150, raised at the first reading 3 hours or
+    more after the run began; a gap neither ends nor extends a run (as in
+    ``tests/rules/test_realdata.py``)."""
+    import csv
+
+    out: list[float] = []
+    start_t: float | None = None
+    active = False
+    with open(path, newline="", encoding="utf-8") as f:
+        for r in csv.DictReader(f):
+            try:
+                x = float(r["aqi"])
+            except ValueError:
+                continue
+            t = datetime.fromisoformat(r["datetime"].replace("Z", "+00:00")).timestamp()
+            if x > 150:
+                start_t = t if start_t is None else start_t
+                if not active and t - start_t >= 3 * 3600:
+                    active = True
+                    out.append(t)
+            else:
+                start_t, active = None, False
+    return out
+
+
+def max_reading(path: str) -> str:
+    """The time of the file's last reading (``YYYY-MM-DDTHH:MM:SS``)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        times = [r["datetime"] for r in csv.DictReader(f) if r["aqi"] != "NA"]
+    return max(times).rstrip("Z")
+
+
+def replay_hanoi(backend: str, path: str) -> None:
+    """The whole Hanoi series through ``sencity replay`` and MQTT; alarms vs episodes."""
+    import subprocess
+
+    tmp = Path(tempfile.mkdtemp(prefix="sencity-rulesreplay-"))
+    url, drop = scratch_store(backend, tmp)
+    token = bench_token(url)
+    broker, port = mosquitto(tmp)
+    server, base = start(
+        url,
+        tmp,
+        SENCITY_RULES__INDICATORS="false",
+        SENCITY_INGEST__MQTT_URL=f"mqtt://127.0.0.1:{port}",
+        SENCITY_INGEST__CLIENT_ID=f"sencity-rulesbench-{os.getpid()}",
+    )
+    from sencity.config import load_settings
+    from sencity.core.platform import prepare_store
+
+    st = prepare_store(load_settings(None, {"store": {"url": url}}, environ={}))
+    st.create_tenant("hanoi", "Hà Nội")
+    st.close()
+    headers = {"Authorization": f"Bearer {token}", "NGSILD-Tenant": "hanoi"}
+    expect = episodes(path)
+    try:
+        with httpx.Client(base_url=base, headers=headers, timeout=60) as c:
+            r = c.post(
+                "/rules/v1/rules",
+                json={
+                    "id": "aqi-3h",
+                    "name": "AQI above 150 for 3 hours",
+                    "scope": {"type": "AirQualityObserved"},
+                    "when": {"attr": "aqi", "above": 150},
+                    "for": "PT3H",
+                },
+            )
+            assert r.status_code in (200, 201), r.text[:300]
+            env = {k: v for k, v in os.environ.items() if not k.startswith("SENCITY_")}
+            t0 = time.monotonic()
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "sencity",
+                    "replay",
+                    path,
+                    "--type=AirQualityObserved",
+                    "--entity=urn:ngsi-ld:AirQualityObserved:hanoi-usembassy",
+                    "--time-column=datetime",
+                    "--columns=aqi=aqi",
+                    "--missing=NA",
+                    "--speed=0",
+                    "--apikey=hanoi-bench",
+                    "--tenant=hanoi",
+                    "--broker",
+                    f"mqtt://127.0.0.1:{port}",
+                ],
+                env={**env, "SENCITY_STORE__URL": url},
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            sent = time.monotonic() - t0
+            final = max_reading(path)
+            eid = "urn:ngsi-ld:AirQualityObserved:hanoi-usembassy"
+            while True:  # the server has written the last reading
+                r = c.get(f"/ngsi-ld/v1/entities/{eid}")
+                if r.status_code == 200 and r.json()["aqi"]["observedAt"].startswith(final):
+                    break
+                time.sleep(0.5)
+            last: list[str] = []
+            still = 0
+            while still < 6:  # then until the alarms stop changing for 3 s
+                time.sleep(0.5)
+                got: list[str] = []
+                while True:
+                    r = c.get(
+                        "/rules/v1/alarms",
+                        params={"rule": "aqi-3h", "limit": "1000", "offset": str(len(got))},
+                    )
+                    page = r.json()
+                    got += [a["dateIssued"] for a in page]
+                    if not page or len(got) >= int(r.headers["Total-Count"]):
+                        break
+                still = still + 1 if got == last else 0
+                last = got
+            took = time.monotonic() - t0 - 3.0
+            raised = sorted(
+                datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp() for t in last
+            )
+        rows = [ln for ln in done.stdout.splitlines() if "rows read" in ln]
+        print(f"\nHanoi AQI 2015–2018 replayed through MQTT ({backend})")
+        print(f"  {'replay':44} {rows[0].strip() if rows else done.stdout[-200:]:>34}")
+        print(f"  {'sent in / alarms settled after':44} {sent:>27.0f} / {took:.0f} s")
+        print(f"  {'episodes in the file / alarms raised':44} {len(expect):>28} / {len(raised)}")
+        print(f"  {'alarms = episodes (times included)':44} {raised == expect!s:>34}")
+    finally:
+        stop(server)
+        broker.terminate()
+        broker.wait()
+        drop()
+
+
 def main() -> None:
     backend = sys.argv[1] if len(sys.argv) > 1 else "sqlite"
+    if os.environ.get("BENCH_RULES_HANOI"):
+        replay_hanoi(backend, os.environ["BENCH_RULES_HANOI"])
     on = run(backend, True)
     off = run(backend, False)
     s = on["sent"]
