@@ -28,9 +28,10 @@ class Leadership:
     process holding it runs the MQTT session; it is released when that process (or its
     connection) goes away."""
 
-    def __init__(self, url: str, client_id: str) -> None:
+    def __init__(self, url: str, client_id: str, name: str = "sencity-ingest") -> None:
         self.url = url
-        self.key = zlib.crc32(f"sencity-ingest:{client_id}".encode())
+        self.name = f"{name}:{client_id}"
+        self.key: int | None = None  # from the name and the schema, once connected
         self._conn: Any = None
 
     def try_acquire(self) -> bool:
@@ -39,6 +40,11 @@ class Leadership:
         try:
             if self._conn is None or self._conn.closed:
                 self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+            if self.key is None:
+                # advisory locks are per database: two platforms in one database (each in
+                # its own schema, store.url's search_path) must not share a lock
+                schema = self._conn.execute("SELECT current_schema()").fetchone()[0]
+                self.key = zlib.crc32(f"{self.name}:{schema}".encode())
             row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
         except psycopg.Error as exc:
             log.warning("cannot take the ingestion lock: %s", str(exc).strip()[:200])

@@ -19,7 +19,6 @@ import json
 import logging
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
@@ -504,8 +503,7 @@ class Engine:
         url = self.svc.platform.settings.store_url
         lead: Leadership | None = None
         if self.rstore.store.dialect == "postgresql":
-            lead = Leadership(url, "rules")
-            lead.key = zlib.crc32(b"sencity-rules-engine")
+            lead = Leadership(url, "engine", name="sencity-rules")
         try:
             while True:
                 if lead is not None:
