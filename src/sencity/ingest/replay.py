@@ -17,15 +17,13 @@ from __future__ import annotations
 import csv
 import re
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
@@ -35,6 +33,7 @@ from sencity.config import TENANT_PATTERN
 from sencity.errors import AlreadyExists, NonexistentTenant, SenCityError
 from sencity.ingest.mapping import default_name
 from sencity.ingest.model import KEY, NAME, Device, Group, entity_id
+from sencity.ingest.publisher import Publisher
 from sencity.ingest.values import ValueProblem, to_datetime, to_number
 
 if TYPE_CHECKING:
@@ -53,7 +52,6 @@ EXTRA_TIME_FORMATS = (
 TIMESTAMP_KEY = "TimeInstant"  # the group's timestamp key when the replay makes the group
 WINDOW = 1_000  # messages published and not yet acknowledged, at most
 FIRST_TIMEOUT = 30.0  # seconds for the server to take the first (and the last) message
-ACK_TIMEOUT = 60.0  # seconds without any PUBACK before the replay gives up
 
 
 class ReplayError(SenCityError):
@@ -352,93 +350,6 @@ def dead_letters(store: Store, apikey: str, device_id: str, since: str) -> Count
 
 
 # -- sending ----------------------------------------------------------------------------------
-class Sender:
-    """A paho client publishing at QoS 1 with at most ``window`` messages unacknowledged."""
-
-    def __init__(self, url: str, client_id: str, window: int = WINDOW) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts"):
-            raise ReplayError(f"--broker {url!r}: expected mqtt://host:port or mqtts://host:port")
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-        # MQTT 3.1.1: every broker speaks it (the embedded amqtt one too)
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
-        if parts.username:
-            c.username_pw_set(unquote(parts.username), unquote(parts.password or ""))
-        if parts.scheme == "mqtts":
-            import ssl
-
-            c.tls_set_context(ssl.create_default_context())
-        c.max_inflight_messages_set(window)
-        c.on_publish = self._on_publish
-        c.on_connect = self._on_connect
-        self.client = c
-        self.window = window
-        self.cond = threading.Condition()
-        self.published = 0
-        self.acked = 0
-        self.connected = threading.Event()
-        self.refused: str | None = None
-
-    def _on_connect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-        if rc.is_failure:
-            self.refused = str(rc)
-        self.connected.set()
-
-    def _on_publish(self, _c: Any, _u: Any, _mid: int, _rc: Any, _p: Any) -> None:
-        with self.cond:
-            self.acked += 1
-            self.cond.notify_all()
-
-    def connect(self, timeout: float = 10.0) -> None:
-        try:
-            self.client.connect(self.host, self.port, keepalive=30)
-        except OSError as exc:
-            raise ReplayError(
-                f"cannot reach the MQTT broker {self.host}:{self.port}: {exc}"
-            ) from None
-        self.client.loop_start()
-        if not self.connected.wait(timeout) or self.refused:
-            self.close()
-            raise ReplayError(
-                f"the MQTT broker {self.host}:{self.port} refused the connection: "
-                f"{self.refused or 'no answer'}"
-            )
-
-    def send(self, topic: str, payload: bytes) -> None:
-        """Publish; blocks while ``window`` messages wait for their PUBACK."""
-        self.wait(self.window - 1)
-        info = self.client.publish(topic, payload, qos=1)
-        if info.rc != 0:
-            raise ReplayError(f"could not publish to {topic}: {info.rc}")
-        with self.cond:
-            self.published += 1
-
-    def wait(self, pending: int = 0, tick: Callable[[], None] | None = None) -> None:
-        """Until at most ``pending`` messages are unacknowledged (ReplayError after
-        ``ACK_TIMEOUT`` s without progress)."""
-        with self.cond:
-            last, since = self.acked, time.monotonic()
-            while self.published - self.acked > pending:
-                self.cond.wait(0.2)
-                if tick is not None:
-                    tick()
-                if self.acked != last:
-                    last, since = self.acked, time.monotonic()
-                elif time.monotonic() - since > ACK_TIMEOUT:
-                    raise ReplayError(
-                        f"the broker acknowledged nothing for {ACK_TIMEOUT:.0f} s "
-                        f"({self.published - self.acked} messages unacknowledged)"
-                    )
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
 def broker_url(settings: Settings) -> str:
     """The configured broker, else the embedded one's address."""
     return settings.ingest.mqtt_url or f"mqtt://127.0.0.1:{settings.ingest.embedded_port}"
@@ -482,7 +393,13 @@ def replay(
                 "carry their time: use --format ul (or set the group's 'timestamp')"
             )
         topic = f"/{'ul' if fmt == 'ul' else 'json'}/{apikey}/{device_id}/attrs"
-        sender = Sender(broker, f"sencity-replay-{int(time.time() * 1000) % 10**9}")
+        sender = Publisher(
+            broker,
+            f"sencity-replay-{int(time.time() * 1000) % 10**9}",
+            WINDOW,
+            error=ReplayError,
+            option="--broker",
+        )
         sender.connect()
         since = _utc_stamp()
 
@@ -529,7 +446,7 @@ def replay(
 
 
 def _send_rows(
-    sender: Sender,
+    sender: Publisher,
     path: Path,
     plan: Plan,
     report: Report,

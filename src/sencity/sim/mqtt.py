@@ -1,98 +1,13 @@
-"""Publishing readings: a paho client at QoS 1 with a window of unacknowledged messages,
-so thousands of messages per second flow while every one is counted when the broker
-acknowledges it."""
+"""Publishing readings: the ingestion module's QoS 1 publisher (its errors are the
+simulator's)."""
 
 from __future__ import annotations
 
-import ssl
-import threading
-import time
-from typing import Any
-from urllib.parse import unquote, urlsplit
-
+from sencity.ingest.publisher import WINDOW
+from sencity.ingest.publisher import Publisher as _Publisher
 from sencity.sim.client import SimError
 
-WINDOW = 2_000  # messages published and not yet acknowledged, at most
-ACK_TIMEOUT = 60.0  # seconds without any PUBACK before giving up
 
-
-class Publisher:
+class Publisher(_Publisher):
     def __init__(self, url: str, client_id: str, window: int = WINDOW) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise SimError(f"--mqtt-url {url!r}: expected mqtt://host:port or mqtts://host:port")
-        self.host = parts.hostname
-        self.port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
-        if parts.username:
-            c.username_pw_set(unquote(parts.username), unquote(parts.password or ""))
-        if parts.scheme == "mqtts":
-            c.tls_set_context(ssl.create_default_context())
-        # no limit in paho (its queue is rescanned on every PUBACK: O(window) each); the
-        # window is kept by send() instead
-        c.max_inflight_messages_set(0)
-        c.max_queued_messages_set(0)
-        c.on_publish = self._on_publish
-        c.on_connect = self._on_connect
-        self.client = c
-        self.window = window
-        self.cond = threading.Condition()
-        self.published = 0
-        self.acked = 0
-        self.connected = threading.Event()
-        self.refused: str | None = None
-
-    def _on_connect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-        if rc.is_failure:
-            self.refused = str(rc)
-        self.connected.set()
-
-    def _on_publish(self, _c: Any, _u: Any, _mid: int, _rc: Any, _p: Any) -> None:
-        with self.cond:
-            self.acked += 1
-            self.cond.notify_all()
-
-    def connect(self, timeout: float = 10.0) -> None:
-        try:
-            self.client.connect(self.host, self.port, keepalive=60)
-        except OSError as exc:
-            raise SimError(f"cannot reach the MQTT broker {self.host}:{self.port}: {exc}") from None
-        self.client.loop_start()
-        if not self.connected.wait(timeout) or self.refused:
-            self.close()
-            raise SimError(
-                f"the MQTT broker {self.host}:{self.port} refused the connection: "
-                f"{self.refused or 'no answer'}"
-            )
-
-    def send(self, topic: str, payload: bytes) -> None:
-        """Publish at QoS 1; blocks while ``window`` messages wait for their PUBACK."""
-        if self.published - self.acked >= self.window:
-            self.wait(self.window - 1)
-        info = self.client.publish(topic, payload, qos=1)
-        if info.rc not in (0, 4):  # 4: not connected (paho sends it on reconnection)
-            raise SimError(f"could not publish to {topic}: error {info.rc}")
-        with self.cond:
-            self.published += 1
-
-    def wait(self, pending: int = 0, timeout: float = ACK_TIMEOUT) -> None:
-        """Until at most ``pending`` messages are unacknowledged (SimError after
-        ``timeout`` s without progress)."""
-        with self.cond:
-            last, since = self.acked, time.monotonic()
-            while self.published - self.acked > pending:
-                self.cond.wait(0.2)
-                if self.acked != last:
-                    last, since = self.acked, time.monotonic()
-                elif time.monotonic() - since > timeout:
-                    raise SimError(
-                        f"the MQTT broker acknowledged nothing for {timeout:.0f} s "
-                        f"({self.published - self.acked} messages unacknowledged)"
-                    )
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        super().__init__(url, client_id, window, error=SimError)
