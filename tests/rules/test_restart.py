@@ -159,7 +159,8 @@ def test_kill_9_mid_stream_keeps_alarm_timer_and_escalation(store_url: str, tmp_
         rule(
             id="pm25-wait",
             scope={"type": "AirQualityObserved", "id_pattern": "aq-wait"},
-            **{"for": "4s"},
+            # long enough to still be running at the kill on a loaded machine
+            **{"for": "8s"},
         ),
     ]
     server = start_server(args, tmp_path, env)
@@ -194,21 +195,24 @@ def test_kill_9_mid_stream_keeps_alarm_timer_and_escalation(store_url: str, tmp_
             r = http.post("/ngsi-ld/v1/entityOperations/upsert", json=body)
             assert r.status_code in (201, 204), r.text
 
-            def pending() -> bool:  # the running for: of aq-wait is stored
-                st2 = prepare_store(load_settings(None, {"store": {"url": store_url}}, environ={}))
-                try:
-                    with st2.transaction(write=False) as tx:
-                        rows = tx.execute(
-                            "SELECT state FROM rules_state WHERE rule_id = ? AND key = ?",
-                            ["pm25-wait", waiting],
-                        )
-                        return any('"since"' in r["state"] for r in rows)
-                finally:
-                    st2.close()
+            st2 = prepare_store(load_settings(None, {"store": {"url": store_url}}, environ={}))
 
-            wait_for(pending, timeout=10, what="the pending duration in the store")
+            def pending() -> bool:  # the running for: of aq-wait is stored
+                with st2.transaction(write=False) as tx:
+                    rows = tx.execute(
+                        "SELECT state FROM rules_state WHERE rule_id = ? AND key = ?",
+                        ["pm25-wait", waiting],
+                    )
+                    return any('"since"' in r["state"] for r in rows)
+
+            try:
+                wait_for(pending, timeout=20, what="the pending duration in the store")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; server output:\n{''.join(server.output)}") from None
+            finally:
+                st2.close()
             alarms = http.get(f"{RULES}/alarms").json()
-            assert [a["alertSource"] for a in alarms] == [streaming]
+            assert [a["alertSource"] for a in alarms] == [streaming], "".join(server.output)
             assert alarms[0]["level"] == 0  # not escalated yet
         server.proc.kill()  # SIGKILL: no clean shutdown
         stop_server(server)  # (only collects the dead process and its output)
