@@ -33,7 +33,7 @@ run: $(STAMP) $(WEB_BUILD)
 
 ## test: install the dev dependencies, lint, type-check and run every test
 test: $(STAMP) $(WEB_BUILD) lint typecheck
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=15
 
 ## bench: run the benchmarks (figures go to docs/BENCHMARKS.md by hand)
 bench: $(STAMP)

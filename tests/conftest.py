@@ -50,6 +50,9 @@ def pg_url() -> Iterator[str]:
     except psycopg.OperationalError as exc:
         pytest.fail(f"PostgreSQL is needed for the store tests ({PG_ADMIN_URL}): {exc}")
     admin.execute(f'CREATE DATABASE "{name}"')
+    # commits need not wait for the WAL to reach the disk: a crash of the machine is not
+    # what these tests test, and a killed process still loses nothing it committed
+    admin.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
     url = re.sub(r"/[^/?]*(\?.*)?$", f"/{name}", PG_ADMIN_URL)
     try:
         with psycopg.connect(url, autocommit=True) as conn:

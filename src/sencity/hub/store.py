@@ -132,6 +132,18 @@ class HubStore:
                 found[row["id"]] = row
         return found
 
+    def _rids(self, tx: Tx, tenant: str, ids: Sequence[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for i in range(0, len(ids), CHUNK):
+            chunk = list(ids[i : i + CHUNK])
+            marks = ",".join("?" * len(chunk))
+            for rid, eid in tx.tuples(
+                f"SELECT rid, id FROM hub_entities WHERE tenant = ? AND id IN ({marks})",
+                [tenant, *chunk],
+            ):
+                found[eid] = rid
+        return found
+
     def exists(self, tenant: str, ids: Sequence[str]) -> set[str]:
         with self.store.transaction(write=False) as tx:
             return set(self._select(tx, tenant, ids, lock=False))
@@ -272,17 +284,16 @@ class HubStore:
                 f"modified_at{loc}) VALUES (?, ?, {j}, {j}, {j}, ?, ?{loc_v})",
                 rows,
             )
+            rids = self._rids(tx, tenant, [e.id for e in inserts])
             tx.executemany(
-                "INSERT INTO hub_entity_types (tenant, type, rid) "
-                "SELECT ?, ?, rid FROM hub_entities WHERE tenant = ? AND id = ?",
-                [(tenant, t, tenant, e.id) for e in inserts for t in e.types],
+                "INSERT INTO hub_entity_types (tenant, type, rid) VALUES (?, ?, ?)",
+                [(tenant, t, rids[e.id]) for e in inserts for t in e.types],
             )
             if not self.pg:
-                located = [(e, _location(e)) for e in inserts]
+                located = [(rids[e.id], _location(e)) for e in inserts]
                 tx.executemany(
-                    "INSERT INTO hub_location (rid, minx, maxx, miny, maxy) "
-                    "SELECT rid, ?, ?, ?, ? FROM hub_entities WHERE tenant = ? AND id = ?",
-                    [(*geo.bbox(g), tenant, e.id) for e, g in located if g is not None],
+                    "INSERT INTO hub_location (rid, minx, maxx, miny, maxy) VALUES (?, ?, ?, ?, ?)",
+                    [(rid, *geo.bbox(g)) for rid, g in located if g is not None],
                 )
         if updates:
             loc = ", location = ST_SetSRID(ST_GeomFromGeoJSON(?), 4326)" if self.pg else ""
