@@ -117,31 +117,23 @@ class HubStore:
             scopes = loads(scopes) if scopes else None
         return Entity(row["id"], types, attrs, scopes, row["created_at"], row["modified_at"])
 
-    def _select(self, tx: Tx, tenant: str, ids: Sequence[str], lock: bool) -> dict[str, Any]:
+    def _select(
+        self,
+        tx: Tx,
+        tenant: str,
+        ids: Sequence[str],
+        lock: bool,
+        columns: str = "rid, id, types, attrs, scopes, created_at, modified_at",
+    ) -> dict[str, Any]:
         found: dict[str, Any] = {}
         for i in range(0, len(ids), CHUNK):
             chunk = list(ids[i : i + CHUNK])
             marks = ",".join("?" * len(chunk))
-            sql = (
-                "SELECT rid, id, types, attrs, scopes, created_at, modified_at FROM hub_entities "
-                f"WHERE tenant = ? AND id IN ({marks})"
-            )
+            sql = f"SELECT {columns} FROM hub_entities WHERE tenant = ? AND id IN ({marks})"
             if lock and self.pg:
                 sql += " ORDER BY id FOR UPDATE"
             for row in tx.execute(sql, [tenant, *chunk]):
                 found[row["id"]] = row
-        return found
-
-    def _rids(self, tx: Tx, tenant: str, ids: Sequence[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for i in range(0, len(ids), CHUNK):
-            chunk = list(ids[i : i + CHUNK])
-            marks = ",".join("?" * len(chunk))
-            for rid, eid in tx.tuples(
-                f"SELECT rid, id FROM hub_entities WHERE tenant = ? AND id IN ({marks})",
-                [tenant, *chunk],
-            ):
-                found[eid] = rid
         return found
 
     def exists(self, tenant: str, ids: Sequence[str]) -> set[str]:
@@ -284,7 +276,12 @@ class HubStore:
                 f"modified_at{loc}) VALUES (?, ?, {j}, {j}, {j}, ?, ?{loc_v})",
                 rows,
             )
-            rids = self._rids(tx, tenant, [e.id for e in inserts])
+            rids = {
+                eid: r["rid"]
+                for eid, r in self._select(
+                    tx, tenant, [e.id for e in inserts], lock=False, columns="rid, id"
+                ).items()
+            }
             tx.executemany(
                 "INSERT INTO hub_entity_types (tenant, type, rid) VALUES (?, ?, ?)",
                 [(tenant, t, rids[e.id]) for e in inserts for t in e.types],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -64,6 +65,7 @@ _INSERT = re.compile(
 _PLAIN = re.compile(r"\?|CAST\(\s*\?\s+AS\s+jsonb\s*\)", re.I)
 
 
+@functools.lru_cache(maxsize=256)  # a few statements, seen at every batch
 def _copy_of(sql: str) -> str | None:
     """``COPY t (a, b) FROM STDIN`` for ``INSERT INTO t (a, b) VALUES (?, ?)`` whose
     values are all bare placeholders (or jsonb casts, which COPY's text input does);
