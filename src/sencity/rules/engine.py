@@ -203,6 +203,8 @@ class Engine:
         self.wake = asyncio.Event()
         self.leading = False
         self.stale: set[str | None] = set()  # tenants whose rules must be read again
+        #: rules changes seen per tenant: a change during a read of its rules keeps it stale
+        self.stale_marks: dict[str | None, int] = {}
         self._tz: dict[str, tzinfo] = {}
         self._wards: dict[str, tuple[float, dict[str, Any]]] = {}
         self._scanned: dict[tuple[str, str], float] = {}
@@ -359,6 +361,7 @@ class Engine:
             self.wake.set()
 
     def on_rules_changed(self, event: Event) -> None:
+        self.stale_marks[event.tenant] = self.stale_marks.get(event.tenant, 0) + 1
         self.stale.add(event.tenant)
         self.wake.set()
 
@@ -555,13 +558,19 @@ class Engine:
                 # changes that arrive while the rules are read are kept for them (see
                 # on_event): a tenant is stale until its rules are in the index
                 stale = set(self.stale)
+                marks = dict(self.stale_marks)
                 if now >= next_reload:
                     stale = {None}
                     self.stale.add(None)
                     next_reload = now + self.settings.reload_seconds
                 for t in sorted(stale, key=lambda x: x or ""):
                     await asyncio.to_thread(self.load, t)
-                self.stale -= stale
+                # a rule changed while its tenant's rules were read (the read may have
+                # missed it): that tenant stays stale and is read again at once
+                again = {t for t in stale if self.stale_marks.get(t, 0) != marks.get(t, 0)}
+                self.stale -= stale - again
+                if again:
+                    self.wake.set()
             if self.pending:
                 batch, self.pending = self.pending, {}
                 started = time.monotonic()
